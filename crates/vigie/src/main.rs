@@ -1,1 +1,46 @@
-fn main() {}
+//! `vigie`: the one binary. Each subcommand lives in `cmd/<name>.rs`, parses
+//! its arguments and calls the crate that does the work; no logic here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Vigie: endpoint detection and response, and two-factor authentication for
+/// your VPN.
+#[derive(Parser)]
+#[command(name = "vigie", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hunt for attacks in log files (EVTX, JSON lines) with Sigma rules.
+    Hunt(cmd::hunt::Args),
+    /// Check, list and update detection rules.
+    #[command(subcommand)]
+    Rules(cmd::rules::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Hunt(args) => cmd::hunt::run(args),
+        Command::Rules(command) => cmd::rules::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("vigie: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

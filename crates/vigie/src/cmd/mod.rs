@@ -1,0 +1,20 @@
+//! One module per subcommand: `Args`/`Command` (clap) and `run`.
+
+pub mod hunt;
+pub mod rules;
+
+/// `tracing` to stderr; `RUST_LOG` wins over `-v`.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,vigie=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
