@@ -1,1 +1,2 @@
-//! vigie-radius (being built).
+//! vigie-radius: Vigie's RADIUS server for VPN two-factor authentication.
+pub mod packet;
