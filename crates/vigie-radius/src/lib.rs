@@ -1,2 +1,20 @@
 //! vigie-radius: Vigie's RADIUS server for VPN two-factor authentication.
+//!
+//! * [`packet`]: our RADIUS codec (RFC 2865/2866/3579), never panics on input.
+//! * [`totp`]: RFC 6238 codes, one step either side, never the same step twice.
+//! * [`crypto`]: the key file (`DIR/keys/mfa.key`) sealing secrets at rest, argon2id.
+//! * [`store`]: [`Store`], users, NAS clients, VPN sessions and audit in `mfa_`
+//!   tables (SQLite or PostgreSQL through sqlx).
+//! * [`server`]: [`Server`], the RADIUS service; every attempt becomes a
+//!   `vigie_event::Event` handed to an [`EventSink`].
+
+pub mod admin;
+pub mod crypto;
 pub mod packet;
+pub mod server;
+pub mod store;
+pub mod totp;
+
+pub use crypto::MasterKey;
+pub use server::{Config, EventSink, PasswordBackend, Server};
+pub use store::{CodeTransport, Store};

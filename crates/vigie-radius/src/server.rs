@@ -1,0 +1,739 @@
+//! The RADIUS service: NAS client table, Access-Request decisions (first
+//! factor, TOTP, lockout, throttling, Access-Challenge), accounting, duplicate
+//! detection (RFC 5080), and the UDP loop. The transport-independent entry
+//! point is [`Server::handle_datagram`], shared by UDP and RadSec.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use base64::Engine as _;
+use tokio::net::UdpSocket;
+use vigie_event::{AuthDetails, AuthEvent, Endpoint, Event, Host, Outcome, Payload, User};
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, MasterKey};
+use crate::packet::{self, MessageAuth, Packet, attr, code};
+use crate::store::{CodeTransport, LockoutPolicy, SessionUpdate, Store, UserRecord, now_unix};
+use crate::totp;
+
+/// Where authentication events go: the manager's detection engine, or the
+/// JSON-lines writer of `vigie radius`.
+pub trait EventSink: Send + Sync + 'static {
+    fn emit(&self, event: Event);
+}
+
+impl EventSink for tokio::sync::mpsc::UnboundedSender<Event> {
+    fn emit(&self, event: Event) {
+        // A closed receiver means the caller stopped listening; authentication goes on.
+        let _ = self.send(event);
+    }
+}
+
+impl EventSink for std::sync::mpsc::Sender<Event> {
+    fn emit(&self, event: Event) {
+        let _ = self.send(event);
+    }
+}
+
+/// First factor against a directory (see [`crate::ldap`]).
+pub trait PasswordBackend: Send + Sync + 'static {
+    /// True when `password` is the user's password. Must refuse empty passwords.
+    fn verify<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+}
+
+/// A NAS client with its secret decrypted (wiped on drop).
+pub struct Client {
+    pub name: String,
+    pub net: ipnet::IpNet,
+    pub secret: Zeroizing<Vec<u8>>,
+    pub transport: CodeTransport,
+    pub require_message_authenticator: bool,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub lockout: LockoutPolicy,
+    /// Failures from one Calling-Station-Id before it is refused for `source_window`.
+    pub source_max_failures: u32,
+    pub source_window: Duration,
+    /// Lifetime of an Access-Challenge State.
+    pub challenge_ttl: Duration,
+    /// How long an answer is kept to re-send for a duplicate request (RFC 5080).
+    pub duplicate_window: Duration,
+    /// The host name put in events.
+    pub host: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lockout: LockoutPolicy::default(),
+            source_max_failures: 20,
+            source_window: Duration::from_secs(15 * 60),
+            challenge_ttl: Duration::from_secs(60),
+            duplicate_window: Duration::from_secs(30),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into()),
+        }
+    }
+}
+
+struct Pending {
+    user: String,
+    client: String,
+    expires: Instant,
+}
+
+type DupKey = (SocketAddr, u8, [u8; 16]);
+/// When a request was seen and its answer (`None` while it is being processed).
+type DupCache = HashMap<DupKey, (Instant, Option<Vec<u8>>)>;
+
+pub struct Server {
+    store: Store,
+    key: MasterKey,
+    sink: Arc<dyn EventSink>,
+    ldap: Option<Arc<dyn PasswordBackend>>,
+    cfg: Config,
+    clients: RwLock<Vec<Arc<Client>>>,
+    challenges: Mutex<HashMap<[u8; 16], Pending>>,
+    duplicates: Mutex<DupCache>,
+    sources: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Hash checked for unknown, disabled and locked users so that the answer
+    /// takes as long as for a real user.
+    dummy_hash: String,
+}
+
+/// What was decided about an Access-Request.
+enum Decision {
+    Accept {
+        step: &'static str,
+    },
+    Reject {
+        reason: &'static str,
+        step: &'static str,
+    },
+    Challenge {
+        state: [u8; 16],
+    },
+}
+
+impl Server {
+    pub async fn new(
+        store: Store,
+        key: MasterKey,
+        sink: Arc<dyn EventSink>,
+        ldap: Option<Arc<dyn PasswordBackend>>,
+        cfg: Config,
+    ) -> Result<Arc<Server>> {
+        let dummy = crypto::random_bytes::<16>();
+        let dummy_hash =
+            tokio::task::spawn_blocking(move || crypto::hash_password(&dummy)).await??;
+        let s = Arc::new(Server {
+            store,
+            key,
+            sink,
+            ldap,
+            cfg,
+            clients: RwLock::new(Vec::new()),
+            challenges: Mutex::new(HashMap::new()),
+            duplicates: Mutex::new(HashMap::new()),
+            sources: Mutex::new(HashMap::new()),
+            dummy_hash,
+        });
+        s.reload_clients().await?;
+        Ok(s)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Re-read NAS clients from the store (after `vigie mfa client add`).
+    pub async fn reload_clients(&self) -> Result<usize> {
+        let mut out = Vec::new();
+        for c in self.store.list_clients().await? {
+            let secret = self
+                .key
+                .open(&c.sealed_secret, &format!("nas:{}", c.name))?;
+            out.push(Arc::new(Client {
+                name: c.name,
+                net: c.address,
+                secret: Zeroizing::new(secret.to_vec()),
+                transport: c.transport,
+                require_message_authenticator: c.require_message_authenticator,
+            }));
+        }
+        // Most specific network first, so a /32 wins over a /24.
+        out.sort_by_key(|c| std::cmp::Reverse(c.net.prefix_len()));
+        let n = out.len();
+        *self.clients.write().expect("clients lock") = out;
+        Ok(n)
+    }
+
+    pub fn client_for(&self, ip: IpAddr) -> Option<Arc<Client>> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.clients
+            .read()
+            .expect("clients lock")
+            .iter()
+            .find(|c| c.net.contains(&ip))
+            .cloned()
+    }
+
+    /// Serve RADIUS over UDP until the socket fails. Each request runs in its
+    /// own task (password hashing must not hold up other NASes).
+    pub async fn serve_udp(self: Arc<Self>, socket: UdpSocket) -> Result<()> {
+        let socket = Arc::new(socket);
+        let mut buf = vec![0u8; packet::MAX_LEN];
+        loop {
+            let (n, src) = socket.recv_from(&mut buf).await?;
+            let raw = buf[..n].to_vec();
+            let me = self.clone();
+            let sock = socket.clone();
+            tokio::spawn(async move {
+                if let Some(resp) = me.handle_datagram(&raw, src).await
+                    && let Err(e) = sock.send_to(&resp, src).await
+                {
+                    tracing::warn!(%src, error = %e, "sending RADIUS answer failed");
+                }
+            });
+        }
+    }
+
+    /// One request in, at most one answer out. `None` means the request is
+    /// dropped (unknown client, bad authenticator, malformed): never answered.
+    pub async fn handle_datagram(&self, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let Some(client) = self.client_for(src.ip()) else {
+            tracing::warn!(%src, "RADIUS packet from an unknown client dropped");
+            return None;
+        };
+        let pkt = match Packet::decode(raw) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%src, client = %client.name, error = %e, "malformed RADIUS packet dropped");
+                return None;
+            }
+        };
+        // RFC 5080 §2.2.2: a retransmission gets the same answer, and is not
+        // processed twice (that would count a failure twice or burn a code).
+        let key = (src, pkt.identifier, pkt.authenticator);
+        {
+            let mut d = self.duplicates.lock().expect("dup lock");
+            let now = Instant::now();
+            if d.len() > 4096 {
+                let w = self.cfg.duplicate_window;
+                d.retain(|_, (t, _)| now.duration_since(*t) < w);
+            }
+            match d.get(&key) {
+                Some((t, cached)) if now.duration_since(*t) < self.cfg.duplicate_window => {
+                    tracing::debug!(%src, id = pkt.identifier, "duplicate request");
+                    return cached.clone();
+                }
+                _ => {
+                    d.insert(key, (now, None));
+                }
+            }
+        }
+        let answer = self.handle_packet(raw, &pkt, &client, src).await;
+        let mut d = self.duplicates.lock().expect("dup lock");
+        match &answer {
+            Some(a) => {
+                d.insert(key, (Instant::now(), Some(a.clone())));
+            }
+            None => {
+                d.remove(&key);
+            }
+        }
+        answer
+    }
+
+    async fn handle_packet(
+        &self,
+        raw: &[u8],
+        pkt: &Packet,
+        client: &Client,
+        src: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let ma = packet::verify_request_message_authenticator(raw, &client.secret);
+        match pkt.code {
+            code::ACCESS_REQUEST | code::STATUS_SERVER => {
+                match ma {
+                    MessageAuth::Valid => {}
+                    MessageAuth::Invalid => {
+                        tracing::warn!(%src, client = %client.name, "bad Message-Authenticator: dropped");
+                        return None;
+                    }
+                    MessageAuth::Missing => {
+                        // BlastRADIUS: without Message-Authenticator the answer can be forged.
+                        if client.require_message_authenticator || pkt.code == code::STATUS_SERVER {
+                            tracing::warn!(%src, client = %client.name, "request without Message-Authenticator dropped");
+                            return None;
+                        }
+                        if pkt.get(attr::PROXY_STATE).is_some() {
+                            tracing::warn!(%src, client = %client.name, "legacy request with Proxy-State and no Message-Authenticator dropped");
+                            return None;
+                        }
+                    }
+                }
+                let resp = if pkt.code == code::STATUS_SERVER {
+                    Packet::new(code::ACCESS_ACCEPT, pkt.identifier, [0; 16])
+                } else {
+                    self.access_request(pkt, client, src).await
+                };
+                self.finish(resp, pkt, client)
+            }
+            code::ACCOUNTING_REQUEST => {
+                if !packet::verify_accounting_request(raw, &client.secret)
+                    || ma == MessageAuth::Invalid
+                {
+                    tracing::warn!(%src, client = %client.name, "bad accounting authenticator: dropped");
+                    return None;
+                }
+                if let Err(e) = self.accounting(pkt, client).await {
+                    // No answer: the NAS retries, so nothing is lost.
+                    tracing::error!(client = %client.name, error = %e, "storing accounting record failed");
+                    return None;
+                }
+                let resp = Packet::new(code::ACCOUNTING_RESPONSE, pkt.identifier, [0; 16]);
+                self.finish(resp, pkt, client)
+            }
+            other => {
+                tracing::warn!(%src, code = other, "unexpected RADIUS code dropped");
+                None
+            }
+        }
+    }
+
+    fn finish(&self, mut resp: Packet, req: &Packet, client: &Client) -> Option<Vec<u8>> {
+        // RFC 2865: Proxy-State is echoed unmodified, in order.
+        for ps in req.get_all(attr::PROXY_STATE) {
+            resp.push(attr::PROXY_STATE, ps.to_vec());
+        }
+        match packet::encode_response(resp, &req.authenticator, &client.secret) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding answer failed");
+                None
+            }
+        }
+    }
+
+    async fn access_request(&self, pkt: &Packet, client: &Client, src: SocketAddr) -> Packet {
+        let user = pkt.get_str(attr::USER_NAME).unwrap_or_default();
+        let calling = pkt.get_str(attr::CALLING_STATION_ID);
+        let decision = self.decide(pkt, client, &user, calling.as_deref()).await;
+        let mut resp;
+        let (outcome, reason, step) = match decision {
+            Decision::Accept { step } => {
+                resp = Packet::new(code::ACCESS_ACCEPT, pkt.identifier, [0; 16]);
+                tracing::info!(user = %user, client = %client.name, "access accepted");
+                (Outcome::Success, None, step)
+            }
+            Decision::Reject { reason, step } => {
+                resp = Packet::new(code::ACCESS_REJECT, pkt.identifier, [0; 16]);
+                // Same words whatever the reason: the answer must not tell
+                // whether the user exists or which factor failed.
+                resp.push(attr::REPLY_MESSAGE, b"Authentication failed".to_vec());
+                tracing::info!(user = %user, client = %client.name, reason, "access rejected");
+                (Outcome::Failure, Some(reason), step)
+            }
+            Decision::Challenge { state } => {
+                resp = Packet::new(code::ACCESS_CHALLENGE, pkt.identifier, [0; 16]);
+                resp.push(
+                    attr::REPLY_MESSAGE,
+                    b"Enter your verification code".to_vec(),
+                );
+                resp.push(attr::STATE, state.to_vec());
+                return resp;
+            }
+        };
+        self.emit(pkt, client, src, &user, calling, outcome, reason, step);
+        resp
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        pkt: &Packet,
+        client: &Client,
+        src: SocketAddr,
+        user: &str,
+        calling: Option<String>,
+        outcome: Outcome,
+        reason: Option<&str>,
+        step: &str,
+    ) {
+        let source_ip = calling.as_deref().and_then(parse_calling_ip);
+        let ev = AuthEvent {
+            outcome,
+            user: User {
+                name: (!user.is_empty()).then(|| user.to_string()),
+                ..User::default()
+            },
+            source: Endpoint {
+                ip: source_ip,
+                ..Endpoint::default()
+            },
+            auth: AuthDetails {
+                service: "vpn".into(),
+                nas: Some(client.name.clone()),
+                nas_ip: pkt
+                    .get_ipv4(attr::NAS_IP_ADDRESS)
+                    .map(IpAddr::V4)
+                    .or(Some(src.ip())),
+                reason: reason.map(str::to_string),
+                step: Some(step.to_string()),
+                calling_station_id: calling,
+            },
+        };
+        self.sink.emit(Event::new(
+            chrono::Utc::now(),
+            Host::named(self.cfg.host.clone()),
+            Payload::Authentication(ev),
+        ));
+    }
+
+    async fn decide(
+        &self,
+        pkt: &Packet,
+        client: &Client,
+        user: &str,
+        calling: Option<&str>,
+    ) -> Decision {
+        let reject = |reason, step| Decision::Reject { reason, step };
+        if user.is_empty() || crate::store::validate_name("user", user).is_err() {
+            return reject("missing or invalid user name", "request");
+        }
+        let Some(hidden) = pkt.get(attr::USER_PASSWORD) else {
+            return reject(
+                "no User-Password (CHAP and others are not supported)",
+                "request",
+            );
+        };
+        let Some(field) = packet::unhide_password(hidden, &client.secret, &pkt.authenticator)
+        else {
+            return reject("malformed User-Password", "request");
+        };
+        if let Some(src) = calling
+            && self.source_blocked(src)
+        {
+            return reject("too many failures from this source", "throttle");
+        }
+        let record = match self.store.get_user(user).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "reading user failed");
+                return reject("internal error", "request");
+            }
+        };
+
+        // Second round of an Access-Challenge: the field is the code.
+        if let Some(state) = pkt.get(attr::STATE) {
+            let pending = <[u8; 16]>::try_from(state)
+                .ok()
+                .and_then(|s| self.challenges.lock().expect("challenge lock").remove(&s));
+            let valid = pending.is_some_and(|p| {
+                p.expires > Instant::now() && p.user == user && p.client == client.name
+            });
+            let Some(u) = record.filter(|_| valid) else {
+                self.failure(None, calling).await;
+                return reject("invalid or expired challenge", "challenge");
+            };
+            let code = String::from_utf8_lossy(&field).into_owned();
+            return self.check_code(&u, &code, calling, "challenge").await;
+        }
+
+        let digits = record.as_ref().map(|u| u.totp_digits).unwrap_or(6);
+        let (password, code) = match split_code(&field, client.transport, digits) {
+            Ok(pc) => pc,
+            Err(reason) => {
+                self.burn_time().await;
+                self.failure(record.as_ref(), calling).await;
+                return reject(reason, "password");
+            }
+        };
+
+        let now = now_unix();
+        let usable = match &record {
+            None => Err("unknown user"),
+            Some(u) if u.disabled => Err("account disabled"),
+            Some(u) if u.locked_until > now => Err("account locked"),
+            Some(_) => Ok(()),
+        };
+        if let Err(reason) = usable {
+            self.burn_time().await;
+            // Unknown users count against their source only.
+            self.failure(None, calling).await;
+            return reject(reason, "password");
+        }
+        let u = record.expect("checked above");
+        if !self.check_password(&u, &password).await {
+            self.failure(Some(&u), calling).await;
+            return reject("wrong password", "password");
+        }
+        match code {
+            Some(code) => self.check_code(&u, &code, calling, "totp").await,
+            None if client.transport == CodeTransport::Challenge => {
+                if u.totp_secret.is_none() {
+                    self.failure(Some(&u), calling).await;
+                    return reject("not enrolled", "totp");
+                }
+                let state = crypto::random_bytes::<16>();
+                let mut c = self.challenges.lock().expect("challenge lock");
+                let now = Instant::now();
+                c.retain(|_, p| p.expires > now);
+                c.insert(
+                    state,
+                    Pending {
+                        user: u.name.clone(),
+                        client: client.name.clone(),
+                        expires: now + self.cfg.challenge_ttl,
+                    },
+                );
+                Decision::Challenge { state }
+            }
+            None => {
+                self.failure(Some(&u), calling).await;
+                reject("code missing", "totp")
+            }
+        }
+    }
+
+    async fn check_code(
+        &self,
+        u: &UserRecord,
+        code: &str,
+        calling: Option<&str>,
+        step: &'static str,
+    ) -> Decision {
+        let reject = |reason| Decision::Reject { reason, step };
+        let Some(sealed) = &u.totp_secret else {
+            self.failure(Some(u), calling).await;
+            return reject("not enrolled");
+        };
+        let secret = match self.key.open(sealed, &format!("totp:{}", u.name)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(user = %u.name, error = %e, "TOTP secret unreadable");
+                return reject("internal error");
+            }
+        };
+        let alg = totp::parse_algorithm(&u.totp_algorithm).unwrap_or(totp::Algorithm::SHA1);
+        let now = now_unix().max(0) as u64;
+        match totp::verify(&secret, alg, u.totp_digits, code, now, u.last_step) {
+            Some(acc) => match self.store.accept_step(&u.name, acc.step, acc.drift).await {
+                Ok(true) => {
+                    if let Some(c) = calling {
+                        self.sources.lock().expect("sources lock").remove(c);
+                    }
+                    Decision::Accept { step }
+                }
+                Ok(false) => {
+                    self.failure(Some(u), calling).await;
+                    reject("code reused")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "recording TOTP step failed");
+                    reject("internal error")
+                }
+            },
+            None => {
+                let reused =
+                    totp::verify(&secret, alg, u.totp_digits, code, now, i64::MIN).is_some();
+                self.failure(Some(u), calling).await;
+                reject(if reused { "code reused" } else { "wrong code" })
+            }
+        }
+    }
+
+    async fn check_password(&self, u: &UserRecord, password: &[u8]) -> bool {
+        if password.is_empty() {
+            self.burn_time().await;
+            return false;
+        }
+        match u.backend.as_str() {
+            "ldap" => match &self.ldap {
+                Some(b) => b.verify(&u.name, password).await,
+                None => {
+                    tracing::error!(user = %u.name, "LDAP user but no LDAP directory configured");
+                    false
+                }
+            },
+            _ => {
+                let Some(hash) = u.password_hash.clone() else {
+                    self.burn_time().await;
+                    return false;
+                };
+                let pw = Zeroizing::new(password.to_vec());
+                tokio::task::spawn_blocking(move || crypto::verify_password(&pw, &hash))
+                    .await
+                    .unwrap_or(false)
+            }
+        }
+    }
+
+    /// Spend the time of a password check, for answers that must not be faster.
+    async fn burn_time(&self) {
+        let h = self.dummy_hash.clone();
+        let _ = tokio::task::spawn_blocking(move || crypto::verify_password(b"x", &h)).await;
+    }
+
+    async fn failure(&self, u: Option<&UserRecord>, calling: Option<&str>) {
+        if let Some(u) = u
+            && let Err(e) = self
+                .store
+                .record_failure(&u.name, now_unix(), &self.cfg.lockout)
+                .await
+        {
+            tracing::error!(error = %e, "recording failure failed");
+        }
+        if let Some(c) = calling {
+            let mut s = self.sources.lock().expect("sources lock");
+            let now = Instant::now();
+            let e = s.entry(c.to_string()).or_insert((0, now));
+            if now.duration_since(e.1) > self.cfg.source_window {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        }
+    }
+
+    fn source_blocked(&self, calling: &str) -> bool {
+        let s = self.sources.lock().expect("sources lock");
+        s.get(calling).is_some_and(|(n, t)| {
+            *n >= self.cfg.source_max_failures && t.elapsed() < self.cfg.source_window
+        })
+    }
+
+    async fn accounting(&self, pkt: &Packet, client: &Client) -> Result<()> {
+        let status = pkt.get_u32(attr::ACCT_STATUS_TYPE).unwrap_or(0);
+        // 1 Start, 2 Stop, 3 Interim-Update; 7/8 Accounting-On/Off carry no session.
+        if !matches!(status, 1..=3) {
+            return Ok(());
+        }
+        let Some(session_id) = pkt.get_str(attr::ACCT_SESSION_ID) else {
+            anyhow::bail!("accounting request without Acct-Session-Id");
+        };
+        let octets = |lo, hi| {
+            (pkt.get_u32(hi).unwrap_or(0) as i64) << 32 | pkt.get_u32(lo).unwrap_or(0) as i64
+        };
+        self.store
+            .upsert_session(&SessionUpdate {
+                nas: client.name.clone(),
+                session_id,
+                user_name: pkt.get_str(attr::USER_NAME).unwrap_or_default(),
+                client_ip: pkt.get_str(attr::CALLING_STATION_ID),
+                tunnel_ip: pkt.get_ipv4(attr::FRAMED_IP_ADDRESS).map(|i| i.to_string()),
+                now: now_unix(),
+                stop: status == 2,
+                duration: pkt.get_u32(attr::ACCT_SESSION_TIME).unwrap_or(0) as i64,
+                input_octets: octets(attr::ACCT_INPUT_OCTETS, attr::ACCT_INPUT_GIGAWORDS),
+                output_octets: octets(attr::ACCT_OUTPUT_OCTETS, attr::ACCT_OUTPUT_GIGAWORDS),
+            })
+            .await
+    }
+}
+
+/// Calling-Station-Id is an IP for VPNs; some NASes add a port ("1.2.3.4:5555"
+/// or "[::1]:5555").
+fn parse_calling_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| s.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
+}
+
+type Split = (Zeroizing<Vec<u8>>, Option<String>);
+
+/// Separate password and code according to how this NAS sends them.
+/// `SCRV1:base64(password):base64(code)` (OpenVPN static challenge) is
+/// recognised from any NAS.
+pub fn split_code(
+    field: &[u8],
+    transport: CodeTransport,
+    digits: u32,
+) -> Result<Split, &'static str> {
+    if let Some(rest) = field.strip_prefix(b"SCRV1:") {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut parts = rest.splitn(2, |&b| b == b':');
+        let (Some(p), Some(c)) = (parts.next(), parts.next()) else {
+            return Err("malformed SCRV1 response");
+        };
+        let pw = Zeroizing::new(b64.decode(p).map_err(|_| "malformed SCRV1 response")?);
+        let code = b64.decode(c).map_err(|_| "malformed SCRV1 response")?;
+        let code = String::from_utf8(code).map_err(|_| "malformed SCRV1 response")?;
+        return Ok((pw, Some(code.trim().to_string())));
+    }
+    if transport == CodeTransport::Challenge {
+        return Ok((Zeroizing::new(field.to_vec()), None));
+    }
+    let d = digits as usize;
+    let is_code = |s: &[u8]| s.len() == d && s.iter().all(u8::is_ascii_digit);
+    if let Some(pos) = field.iter().rposition(|&b| b == b',')
+        && is_code(&field[pos + 1..])
+    {
+        return Ok((
+            Zeroizing::new(field[..pos].to_vec()),
+            Some(String::from_utf8_lossy(&field[pos + 1..]).into_owned()),
+        ));
+    }
+    if field.len() > d && is_code(&field[field.len() - d..]) {
+        let (p, c) = field.split_at(field.len() - d);
+        return Ok((
+            Zeroizing::new(p.to_vec()),
+            Some(String::from_utf8_lossy(c).into_owned()),
+        ));
+    }
+    Err("code missing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits() {
+        let (p, c) = split_code(b"secret123456", CodeTransport::Append, 6).unwrap();
+        assert_eq!((&p[..], c.as_deref()), (&b"secret"[..], Some("123456")));
+        let (p, c) = split_code(b"sec,ret,123456", CodeTransport::Append, 6).unwrap();
+        assert_eq!((&p[..], c.as_deref()), (&b"sec,ret"[..], Some("123456")));
+        let (p, c) = split_code(b"pw12345678", CodeTransport::Append, 8).unwrap();
+        assert_eq!((&p[..], c.as_deref()), (&b"pw"[..], Some("12345678")));
+        assert!(split_code(b"secret", CodeTransport::Append, 6).is_err());
+        assert!(split_code(b"123456", CodeTransport::Append, 6).is_err());
+        let (p, c) = split_code(b"secret", CodeTransport::Challenge, 6).unwrap();
+        assert_eq!((&p[..], c), (&b"secret"[..], None));
+        // echo -n pass | base64 ; echo -n 123456 | base64
+        let (p, c) = split_code(b"SCRV1:cGFzcw==:MTIzNDU2", CodeTransport::Challenge, 6).unwrap();
+        assert_eq!((&p[..], c.as_deref()), (&b"pass"[..], Some("123456")));
+        assert!(split_code(b"SCRV1:!!:MTIz", CodeTransport::Append, 6).is_err());
+    }
+
+    #[test]
+    fn calling_station_ids() {
+        assert_eq!(
+            parse_calling_ip("192.0.2.1"),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_calling_ip("192.0.2.1:4444"),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_calling_ip("[2001:db8::1]:4444"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(parse_calling_ip("00-11-22-33-44-55"), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! Test fixture: a real server on a loopback port with a temp data folder,
+//! driven by real clients (radclient, oathtool).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vigie_event::Event;
+use vigie_radius::admin;
+use vigie_radius::totp::Algorithm;
+use vigie_radius::{CodeTransport, Config, EventSink, MasterKey, Server, Store};
+
+pub const SECRET: &str = "testing-secret-0123456789";
+
+#[derive(Default, Clone)]
+pub struct Collect(pub Arc<Mutex<Vec<Event>>>);
+
+impl EventSink for Collect {
+    fn emit(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub addr: SocketAddr,
+    pub events: Collect,
+    pub server: Arc<Server>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn fixture(transport: CodeTransport, require_ma: bool, cfg: Config) -> Fixture {
+    fixture_with(transport, require_ma, cfg, None).await
+}
+
+pub async fn fixture_with(
+    transport: CodeTransport,
+    require_ma: bool,
+    cfg: Config,
+    ldap: Option<Arc<dyn vigie_radius::PasswordBackend>>,
+) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = Store::open_data_dir(dir.path()).await.unwrap();
+    admin::add_client(
+        &store,
+        &key,
+        "test",
+        "vpn",
+        "127.0.0.1/32",
+        SECRET.as_bytes(),
+        transport,
+        require_ma,
+    )
+    .await
+    .unwrap();
+    let key2 = MasterKey::load_or_create(&dir.path().join("keys/mfa.key")).unwrap();
+    let _ = key;
+    let events = Collect::default();
+    let server = Server::new(store.clone(), key2, Arc::new(events.clone()), ldap, cfg)
+        .await
+        .unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let task = tokio::spawn({
+        let s = server.clone();
+        async move {
+            let _ = s.serve_udp(sock).await;
+        }
+    });
+    Fixture {
+        dir,
+        store,
+        addr,
+        events,
+        server,
+        task,
+    }
+}
+
+impl Fixture {
+    pub fn key(&self) -> MasterKey {
+        MasterKey::load_or_create(&self.dir.path().join("keys/mfa.key")).unwrap()
+    }
+
+    /// Add a local user and enrol it; returns the base32 secret.
+    pub async fn user(&self, name: &str, password: &str) -> String {
+        admin::add_user(&self.store, "test", name, Some(password.as_bytes()))
+            .await
+            .unwrap();
+        let e = admin::enroll(
+            &self.store,
+            &self.key(),
+            "test",
+            name,
+            Algorithm::SHA1,
+            6,
+            "Vigie",
+        )
+        .await
+        .unwrap();
+        e.secret_base32.to_string()
+    }
+
+    /// Send one request with radclient; returns its stdout+stderr.
+    pub async fn radclient(&self, attrs: &str) -> String {
+        radclient(self.addr, "auth", SECRET, attrs).await
+    }
+}
+
+pub async fn radclient(addr: SocketAddr, kind: &str, secret: &str, attrs: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("radclient")
+        .args(["-x", "-t", "1", "-r", "1", &addr.to_string(), kind, secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("radclient (freeradius-utils) must be installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(attrs.as_bytes()).await.unwrap();
+    stdin.write_all(b"\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("radclient hung")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A TOTP code from oathtool, `offset` steps from now.
+pub fn oathtool(secret_b32: &str, offset: i64) -> String {
+    let now = chrono::Utc::now().timestamp() + offset * 30;
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", "-N", &format!("@{now}"), secret_b32])
+        .output()
+        .expect("oathtool must be installed");
+    assert!(out.status.success(), "oathtool failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn accepted(out: &str) -> bool {
+    out.contains("Received Access-Accept")
+}
+pub fn rejected(out: &str) -> bool {
+    out.contains("Received Access-Reject")
+}
+pub fn silent(out: &str) -> bool {
+    !out.contains("Received ") && out.contains("No reply")
+}
