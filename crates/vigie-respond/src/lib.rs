@@ -1,0 +1,64 @@
+//! Vigie's response actions: what the agent does when it detects an attack,
+//! safely and reversibly. This crate decides nothing about *whether* to act
+//! (that is [`policy`], fed by detection); it acts, verifies, and records.
+//!
+//! * [`Responder`]: one agent's state directory ([`StateDir`]) and the actions
+//!   on it: [`Responder::isolate`], [`Responder::release_with_code`],
+//!   [`Responder::reconcile`] (call first thing at agent start),
+//!   [`Responder::watch`] (restores a deleted or edited table within a second).
+//! * [`isolation`]: the nftables table `inet vigie`, flow cutting, self-check.
+//! * [`release`]: time-limited release/stop codes from a per-host secret.
+//! * [`kill`]: kill a process tree, never a protected process, verified.
+//! * [`quarantine`]: move a file into the state directory and restore it exactly.
+//! * [`execblock`]: deny execution by SHA-256 or path with fanotify, fail-open.
+//! * [`policy`]: the TOML policy and `decide(&Policy, &Alert, host) -> Vec<Action>`.
+//! * [`supervisor`]: restart the agent when it dies; a stop without the code
+//!   is a tamper event.
+//!
+//! Every action returns a `vigie_event::Event` (`Payload::Response`: what,
+//! why, verified outcome, how to undo), also appended to `actions.jsonl` in
+//! the state directory.
+
+pub mod events;
+pub mod execblock;
+pub mod isolation;
+pub mod kill;
+pub mod policy;
+pub mod quarantine;
+pub mod release;
+mod responder;
+pub mod state;
+pub mod supervisor;
+
+pub use events::Cause;
+pub use isolation::{AGENT_MARK, IsolationSpec, SelfCheck};
+pub use responder::{IsolationState, Responder, Status};
+pub use state::StateDir;
+
+/// Whether BPF LSM programs could be used on this kernel: `bpf` must be in
+/// the active LSM list. (On these machines loading them is refused anyway;
+/// Vigie then relies on the supervisor and tamper detection.)
+pub fn bpf_lsm_available() -> (bool, String) {
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(list) => {
+            let list = list.trim().to_string();
+            let on = list.split(',').any(|l| l == "bpf");
+            (
+                on,
+                if on {
+                    format!("BPF LSM active (lsm={list})")
+                } else {
+                    format!(
+                        "BPF LSM not active (lsm={list}): tamper protection by supervisor and detection"
+                    )
+                },
+            )
+        }
+        Err(e) => (
+            false,
+            format!(
+                "cannot read /sys/kernel/security/lsm ({e}): tamper protection by supervisor and detection"
+            ),
+        ),
+    }
+}

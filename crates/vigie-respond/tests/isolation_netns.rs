@@ -1,0 +1,294 @@
+//! Isolation with real nftables and real traffic between network namespaces
+//! the test creates and always removes: "endpoint" (the agent), "manager"
+//! (also the configured DNS resolver) and "outside".
+//!
+//! The agent is this test binary re-run inside the endpoint namespace
+//! (`helper_agent_process`), so that it can be `kill -9`ed and restarted.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use common::*;
+use vigie_event::{HealthAction, Outcome, Payload};
+use vigie_respond::{Cause, IsolationSpec, Responder};
+
+/// Not a test: the agent process the namespace test starts in the endpoint
+/// namespace. Reconciles, isolates if asked (VIGIE_TEST_ISOLATE holds the
+/// spec as JSON), prints READY, then watches the table forever.
+#[test]
+#[ignore = "helper process started by isolate_in_namespaces"]
+fn helper_agent_process() {
+    let dir = std::env::var("VIGIE_STATE_DIR").expect("VIGIE_STATE_DIR");
+    let r = Responder::open(Path::new(&dir)).unwrap();
+    r.reconcile().unwrap();
+    if let Ok(spec) = std::env::var("VIGIE_TEST_ISOLATE") {
+        let spec: IsolationSpec = serde_json::from_str(&spec).unwrap();
+        r.isolate(&spec, &Cause::user()).unwrap();
+    }
+    println!("READY");
+    let stop = AtomicBool::new(false);
+    r.watch(&stop, Duration::from_millis(200), |_| {});
+}
+
+fn start_agent(ns: &str, state: &Path, spec: Option<&IsolationSpec>) -> ChildGuard {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(exe)
+        .args([
+            "--exact",
+            "helper_agent_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VIGIE_STATE_DIR", state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(s) = spec {
+        cmd.env("VIGIE_TEST_ISOLATE", serde_json::to_string(s).unwrap());
+    }
+    let mut child = cmd.spawn().expect("spawn agent");
+    let out = child.stdout.take().unwrap();
+    let guard = ChildGuard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains("READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("agent did not get ready within 30 s");
+    guard
+}
+
+fn table_present(ns: &str) -> bool {
+    run_ok(&[
+        "ip", "netns", "exec", ns, "nft", "list", "table", "inet", "vigie",
+    ])
+}
+
+fn actions(state: &Path) -> Vec<vigie_event::Event> {
+    let r = Responder::open(state).unwrap();
+    r.state().last_actions(1000).unwrap()
+}
+
+fn outside_blocked(ep: &str) {
+    assert!(!tcp_ok(ep, "10.77.0.3:7000", false), "TCP v4 to outside");
+    assert!(!tcp_ok(ep, "[fd77::3]:7000", false), "TCP v6 to outside");
+    assert!(!udp_ok(ep, "10.77.0.3:7001"), "UDP v4 to outside");
+    assert!(!udp_ok(ep, "[fd77::3]:7001"), "UDP v6 to outside");
+    assert!(!ping_ok(ep, "10.77.0.3"), "ICMP v4 to outside");
+    assert!(!ping_ok(ep, "fd77::3"), "ICMPv6 to outside");
+    assert!(
+        !udp_ok(ep, "10.77.0.3:53"),
+        "DNS to a resolver not configured (v4)"
+    );
+    assert!(
+        !udp_ok(ep, "[fd77::3]:53"),
+        "DNS to a resolver not configured (v6)"
+    );
+}
+
+#[test]
+fn isolate_in_namespaces() {
+    if !is_root() {
+        eprintln!("SKIP isolate_in_namespaces: needs root");
+        return;
+    }
+    let lab = Lab::new("i");
+    let ep = lab.endpoint.as_str();
+    start_servers(&lab.manager);
+    start_servers(&lab.outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+
+    // Before: everything flows.
+    assert!(tcp_ok(ep, "10.77.0.3:7000", false));
+    assert!(tcp_ok(ep, "[fd77::3]:7000", false));
+    assert!(udp_ok(ep, "10.77.0.3:7001"));
+    assert!(udp_ok(ep, "[fd77::3]:53"));
+    assert!(ping_ok(ep, "10.77.0.3"));
+    assert!(ping_ok(ep, "fd77::3"));
+    let mut open_outside = tcp_open(ep, "10.77.0.3:7000", false);
+    assert!(echo(&mut open_outside));
+    let mut open_manager = tcp_open(ep, "10.77.0.2:7000", true);
+    assert!(echo(&mut open_manager));
+
+    let spec = IsolationSpec {
+        resolvers: vec!["10.77.0.2".parse().unwrap(), "fd77::2".parse().unwrap()],
+        manager: Some("10.77.0.2:7000".into()),
+        probes: vec![
+            "10.77.0.3:7000".parse().unwrap(),
+            "[fd77::3]:7000".parse().unwrap(),
+        ],
+        allow: vec![],
+    };
+    let mut agent = start_agent(ep, &state, Some(&spec));
+    assert!(table_present(ep));
+    let evs = actions(&state);
+    let iso = evs
+        .iter()
+        .find_map(|e| match &e.payload {
+            Payload::Response(r) if r.response.action == "isolate" => Some(r),
+            _ => None,
+        })
+        .expect("isolate event");
+    assert_eq!(iso.outcome, Outcome::Success, "{}", iso.response.detail);
+    assert!(iso.response.detail.contains("manager reachable"));
+
+    // During: outside blocked, DNS only to the configured resolver, manager kept.
+    outside_blocked(ep);
+    assert!(
+        udp_ok(ep, "10.77.0.2:53"),
+        "DNS to the configured resolver (v4)"
+    );
+    assert!(
+        udp_ok(ep, "[fd77::2]:53"),
+        "DNS to the configured resolver (v6)"
+    );
+    assert!(
+        !udp_ok(ep, "10.77.0.2:7001"),
+        "only port 53 to the resolver"
+    );
+    assert!(tcp_ok(ep, "10.77.0.2:7000", true));
+    assert!(tcp_ok(ep, "[fd77::2]:7000", true));
+    assert!(echo(&mut open_manager), "open manager connection kept");
+    // The open connection to outside was cut: no echo, an error or EOF.
+    let mut buf = [0u8; 4];
+    let _ = std::io::Write::write_all(&mut open_outside, b"ping");
+    match open_outside.read(&mut buf) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("connection to outside still carries data ({n} bytes)"),
+    }
+
+    // The manager moves to new addresses: the marked connection follows.
+    run(&[
+        "ip",
+        "-n",
+        &lab.manager,
+        "addr",
+        "add",
+        "10.77.0.12/24",
+        "dev",
+        "eth0",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &lab.manager,
+        "addr",
+        "add",
+        "fd77::12/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(
+        tcp_ok(ep, "10.77.0.12:7000", true),
+        "manager at its new IPv4"
+    );
+    assert!(
+        tcp_ok(ep, "[fd77::12]:7000", true),
+        "manager at its new IPv6"
+    );
+    assert!(
+        !tcp_ok(ep, "10.77.0.12:7000", false),
+        "unmarked traffic still blocked"
+    );
+
+    // kill -9 of the agent: isolation stays.
+    let pid = agent.0.id();
+    run(&["kill", "-9", &pid.to_string()]);
+    let _ = agent.0.wait();
+    drop(agent);
+    assert!(table_present(ep), "table gone after kill -9");
+    outside_blocked(ep);
+
+    // Restart: reconciled from the state directory.
+    let before = actions(&state).len();
+    let _agent = start_agent(ep, &state, None);
+    let evs = actions(&state);
+    assert!(
+        evs[before..].iter().any(|e| matches!(&e.payload,
+            Payload::Response(r) if r.response.actor == "reconcile" && r.outcome == Outcome::Success)),
+        "no reconcile event after restart"
+    );
+    outside_blocked(ep);
+
+    // Deleting the table is undone within a second, with a tamper event.
+    let before = actions(&state).len();
+    run(&[
+        "ip", "netns", "exec", ep, "nft", "delete", "table", "inet", "vigie",
+    ]);
+    let t0 = Instant::now();
+    while !table_present(ep) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "table not restored within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("table restored after {:?}", t0.elapsed());
+    std::thread::sleep(Duration::from_millis(100));
+    let evs = actions(&state);
+    assert!(
+        evs[before..].iter().any(|e| matches!(&e.payload,
+            Payload::Health(h) if h.action == HealthAction::Tamper)),
+        "no tamper event"
+    );
+    outside_blocked(ep);
+
+    // Editing the table (a rule added) is undone too.
+    run(&[
+        "ip", "netns", "exec", ep, "nft", "insert", "rule", "inet", "vigie", "output", "accept",
+    ]);
+    let t0 = Instant::now();
+    loop {
+        if !tcp_ok(ep, "10.77.0.3:7000", false) && t0.elapsed() > Duration::from_millis(50) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "edited table not restored"
+        );
+    }
+
+    // Release with a wrong code: refused, still isolated.
+    let st = state.clone();
+    let wrong = in_ns(ep, move || {
+        Responder::open(&st)
+            .unwrap()
+            .release_with_code("00000000", &Cause::user())
+            .is_err()
+    });
+    assert!(wrong, "a wrong code released the host");
+    outside_blocked(ep);
+
+    // Release with the right code: all traffic back, and the watcher does
+    // not put it back.
+    let st = state.clone();
+    in_ns(ep, move || {
+        let r = Responder::open(&st).unwrap();
+        let secret = r.state().secret().unwrap();
+        let code =
+            vigie_respond::release::current_code(&secret, vigie_respond::release::Purpose::Release);
+        let ev = r.release_with_code(&code, &Cause::user()).unwrap();
+        assert!(matches!(&ev.payload, Payload::Response(r) if r.outcome == Outcome::Success));
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(!table_present(ep));
+    assert!(tcp_ok(ep, "10.77.0.3:7000", false));
+    assert!(tcp_ok(ep, "[fd77::3]:7000", false));
+    assert!(udp_ok(ep, "10.77.0.3:7001"));
+    assert!(ping_ok(ep, "fd77::3"));
+    assert!(udp_ok(ep, "10.77.0.3:53"));
+}
