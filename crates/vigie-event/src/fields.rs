@@ -483,6 +483,9 @@ fn vigie_field<'a>(event: &'a Event, path: &str) -> Option<FieldValue<'a>> {
         ("auth.calling_station_id", Payload::Authentication(a)) => {
             FieldValue::opt_str(&a.auth.calling_station_id)
         }
+        ("auth.local_hour", Payload::Authentication(a)) => {
+            Some(FieldValue::Int(i64::from(a.auth.local_hour?)))
+        }
         ("kernel.name", Payload::Kernel(k)) => Some(FieldValue::str(&k.detail.name)),
         ("kernel.kind", Payload::Kernel(k)) => FieldValue::opt_str(&k.detail.kind),
         ("kernel.source", Payload::Kernel(k)) => FieldValue::opt_str(&k.detail.source),

@@ -581,6 +581,10 @@ pub struct AuthDetails {
     pub step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calling_station_id: Option<String>,
+    /// Hour of the attempt (0-23) in the server's local time zone, so rules
+    /// can flag logins outside working hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_hour: Option<u8>,
 }
 
 // ---------------------------------------------------------------------------

@@ -127,6 +127,7 @@ fn all_payloads() -> Vec<Payload> {
             service: "vpn".into(),
             nas: Some("gw1".into()),
             reason: Some("wrong code".into()),
+            local_hour: Some(3),
             ..Default::default()
         },
     }));
@@ -272,6 +273,8 @@ fn sigma_names_read_typed_events() {
     assert_eq!(text(&auth, "user.name").as_deref(), Some("bob"));
     assert_eq!(text(&auth, "event.outcome").as_deref(), Some("failure"));
     assert_eq!(text(&auth, "source.ip").as_deref(), Some("198.51.100.4"));
+    assert_eq!(text(&auth, "vigie.auth.local_hour").as_deref(), Some("3"));
+    assert_eq!(text(&auth, "vigie.auth.nas").as_deref(), Some("gw1"));
     assert_eq!(text(&auth, "Image"), None);
 }
 
