@@ -366,3 +366,110 @@ impl Responder {
         })
     }
 }
+
+impl Responder {
+    /// Kill a process tree (see [`crate::kill`]); the event says which
+    /// processes died, verified in /proc.
+    pub fn kill(&self, pid: i32, protected: &[String], cause: &Cause) -> Result<Event> {
+        let res = crate::kill::kill_tree(pid, protected);
+        let (outcome, detail, target) = match &res {
+            Ok(r) if r.survivors.is_empty() => (
+                Outcome::Success,
+                format!(
+                    "killed {} process(es) {:?}, each verified dead{}",
+                    r.killed.len(),
+                    r.killed,
+                    if r.spared.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; spared protected {:?}", r.spared)
+                    }
+                ),
+                format!("pid {pid} ({})", r.root_exe),
+            ),
+            Ok(r) => (
+                Outcome::Failure,
+                format!("still alive after SIGKILL: {:?}", r.survivors),
+                format!("pid {pid} ({})", r.root_exe),
+            ),
+            Err(e) => (Outcome::Failure, format!("{e:#}"), format!("pid {pid}")),
+        };
+        let ev = self.record(events::response(
+            &self.host,
+            "kill",
+            &target,
+            cause,
+            outcome,
+            detail,
+            Some(
+                "a killed process cannot be revived; restart the program if it was legitimate"
+                    .into(),
+            ),
+        ))?;
+        res.map(|_| ev)
+    }
+
+    /// Quarantine a file (see [`crate::quarantine`]).
+    pub fn quarantine(&self, path: &Path, cause: &Cause) -> Result<Event> {
+        let res = crate::quarantine::quarantine(&self.state, path);
+        let ev = match &res {
+            Ok(m) => events::response(
+                &self.host,
+                "quarantine",
+                &m.original_path,
+                cause,
+                if Path::new(&m.original_path).exists() {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                },
+                format!(
+                    "moved to quarantine id {} (sha256 {}, {} bytes, mode {:o}, owner {}:{}); original path verified empty",
+                    m.id, m.sha256, m.size, m.mode, m.uid, m.gid
+                ),
+                Some(format!("vigie agent restore {}", m.id)),
+            ),
+            Err(e) => events::response(
+                &self.host,
+                "quarantine",
+                &path.display().to_string(),
+                cause,
+                Outcome::Failure,
+                format!("{e:#}"),
+                None,
+            ),
+        };
+        let ev = self.record(ev)?;
+        res.map(|_| ev)
+    }
+
+    /// Restore a quarantined file.
+    pub fn restore(&self, id: &str, cause: &Cause) -> Result<Event> {
+        let res = crate::quarantine::restore(&self.state, id);
+        let ev = match &res {
+            Ok(m) => events::response(
+                &self.host,
+                "restore",
+                &m.original_path,
+                cause,
+                Outcome::Success,
+                format!(
+                    "restored quarantine id {id}; SHA-256 {} verified; owner, mode and times set back",
+                    m.sha256
+                ),
+                Some(format!("vigie agent quarantine {}", m.original_path)),
+            ),
+            Err(e) => events::response(
+                &self.host,
+                "restore",
+                id,
+                cause,
+                Outcome::Failure,
+                format!("{e:#}"),
+                None,
+            ),
+        };
+        let ev = self.record(ev)?;
+        res.map(|_| ev)
+    }
+}
