@@ -100,9 +100,9 @@ pub fn quarantine(state: &StateDir, path: &Path) -> Result<QuarantineMeta> {
     )?;
     let data = qdir.join("data");
     match fs::rename(&path, &data) {
-        Ok(()) => fs::set_permissions(&data, fs::Permissions::from_mode(0))?,
+        Ok(()) => fs::set_permissions(&data, fs::Permissions::from_mode(0o000))?,
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            copy_synced(&path, &data, 0)?;
+            copy_synced(&path, &data, 0o000)?;
             if sha256_file(&data)? != meta.sha256 {
                 let _ = fs::remove_dir_all(&qdir);
                 bail!(
@@ -165,7 +165,7 @@ pub fn restore(state: &StateDir, id: &str) -> Result<QuarantineMeta> {
     match fs::rename(&data, &target) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            copy_synced(&data, &target, 0)?;
+            copy_synced(&data, &target, 0o000)?;
         }
         Err(e) => return Err(e).with_context(|| format!("cannot restore {}", target.display())),
     }
