@@ -1,1 +1,37 @@
-//! vigie-detect (being built).
+//! Vigie's detection engine: events in, alerts out.
+//!
+//! One job: load detection rules and evaluate events against them. Sigma
+//! rules (detections, correlations, filters) are parsed and compiled by the
+//! `rsigma` crates; this crate wraps them so they could be replaced (no
+//! rsigma type appears in the API), routes events to rules by logsource, and
+//! turns matches into [`vigie_event::Alert`]s.
+//!
+//! * [`Engine`]: a loaded rule set. [`Engine::load`] reads every `.yml` /
+//!   `.yaml` file below some folders, [`Engine::from_yaml`] takes in-memory
+//!   documents. Loading never aborts: each rule is loaded or reported.
+//! * [`Detector`]: one stream's state (correlation windows). The compiled
+//!   rules are shared (`Arc`) by every detector of an engine, so threads
+//!   hunting different files each take [`Engine::detector`] without
+//!   compiling anything again. Correlations count within one detector.
+//! * [`LoadReport`]: one [`RuleEntry`] per rule document (path, line, id,
+//!   title, [`RuleStatus`], reason) and [`Totals`]; serialisable to JSON.
+//! * [`windows_logsource`]: the Sigma logsource of a flattened Windows event
+//!   record (Sysmon EventID → category, channel → service), which the log
+//!   readers call for each record.
+//!
+//! Routing: a rule sees an event only when every logsource field the rule
+//! names (product, category, service) is present and equal in the event's
+//! [`vigie_event::Fields::logsource`] (case-insensitive). SigmaHQ's umbrella
+//! category `registry_event` also sees `registry_add/delete/set/rename`
+//! events. An event with an empty logsource (a JSON record of unknown
+//! origin) is shown to every rule.
+
+mod adapter;
+mod engine;
+mod load;
+mod report;
+mod windows;
+
+pub use engine::{Detector, Engine, MAX_CORRELATION_EVENTS, attack_techniques};
+pub use report::{LoadReport, RuleEntry, RuleKind, RuleStatus, Totals};
+pub use windows::windows_logsource;

@@ -1,0 +1,323 @@
+//! rsigma's `Event` trait over a borrowed [`vigie_event::Event`], without a
+//! JSON round trip.
+//!
+//! * Typed events (process, file, network...) answer through
+//!   [`vigie_event::Fields`]: Sigma names (`Image`) and ECS paths
+//!   (`process.executable`).
+//! * Log records (`Payload::Log`) are read the way rsigma's own `JsonEvent`
+//!   reads a JSON object: the flat key first, then a dotted path that fans out
+//!   over arrays, with `name[N]` positional indices. rsigma's walker is
+//!   private and needs a whole `serde_json::Value`, while a record holds a
+//!   `Map`; wrapping it would clone every record, so the same few rules are
+//!   written here (a differential test against `JsonEvent` keeps them equal).
+
+use std::borrow::Cow;
+
+use rsigma_eval::event::{Event as SigmaEvent, EventValue};
+use rsigma_parser::fieldpath::{first_unescaped, unescape_brackets};
+use serde_json::{Map, Value};
+use vigie_event::{Event, FieldValue, Fields, Payload};
+
+/// rsigma's own nesting bound for recursive walks over JSON.
+const MAX_DEPTH: usize = 64;
+
+/// A borrowed Vigie event as rsigma sees it.
+pub(crate) struct SigmaView<'a> {
+    event: &'a Event,
+    record: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> SigmaView<'a> {
+    pub(crate) fn new(event: &'a Event) -> Self {
+        let record = match &event.payload {
+            Payload::Log(r) => Some(&r.fields),
+            _ => None,
+        };
+        SigmaView { event, record }
+    }
+}
+
+fn from_field(value: FieldValue<'_>) -> EventValue<'_> {
+    match value {
+        FieldValue::Str(s) => EventValue::Str(s),
+        FieldValue::Int(n) => EventValue::Int(n),
+        FieldValue::Float(f) => EventValue::Float(f),
+        FieldValue::Bool(b) => EventValue::Bool(b),
+        FieldValue::Null => EventValue::Null,
+        FieldValue::List(items) => EventValue::Array(items.into_iter().map(from_field).collect()),
+        FieldValue::Json(v) => EventValue::from(v),
+    }
+}
+
+impl SigmaEvent for SigmaView<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        match self.record {
+            Some(map) => record_get(map, path),
+            None => self.event.field(path).map(from_field),
+        }
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        let mut found = false;
+        self.visit_string_values(&mut |s| {
+            if !found && pred(s) {
+                found = true;
+            }
+        });
+        found
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        let mut out = Vec::new();
+        match self.record {
+            Some(map) => {
+                for v in map.values() {
+                    collect_strings(v, &mut out, MAX_DEPTH - 1);
+                }
+            }
+            None => self
+                .event
+                .visit_strings(&mut |s| out.push(Cow::Owned(s.to_string()))),
+        }
+        out
+    }
+
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        match self.record {
+            Some(map) => {
+                for v in map.values() {
+                    visit_strings(v, visit, MAX_DEPTH - 1);
+                }
+            }
+            None => self.event.visit_strings(visit),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        // Only for correlation storage: the whole event in ECS, so that it can
+        // be turned back into an `Event` for the alert.
+        serde_json::to_value(self.event).unwrap_or(Value::Null)
+    }
+
+    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
+        // Lets rsigma's candidate index probe only the fields a record has.
+        // Typed events answer many names (Sigma and ECS), so they say "unknown".
+        match self.record {
+            Some(map) => {
+                for key in map.keys() {
+                    visit(key);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+        self.record
+            .map(|map| map.keys().map(|k| Cow::Borrowed(k.as_str())).collect())
+    }
+}
+
+fn visit_strings(v: &Value, visit: &mut dyn FnMut(&str), depth: usize) {
+    if depth == 0 {
+        return;
+    }
+    match v {
+        Value::String(s) => visit(s),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| visit_strings(i, visit, depth - 1)),
+        Value::Object(map) => map
+            .values()
+            .for_each(|i| visit_strings(i, visit, depth - 1)),
+        _ => {}
+    }
+}
+
+fn collect_strings<'a>(v: &'a Value, out: &mut Vec<Cow<'a, str>>, depth: usize) {
+    if depth == 0 {
+        return;
+    }
+    match v {
+        Value::String(s) => out.push(Cow::Borrowed(s)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| collect_strings(i, out, depth - 1)),
+        Value::Object(map) => map
+            .values()
+            .for_each(|i| collect_strings(i, out, depth - 1)),
+        _ => {}
+    }
+}
+
+/// A record's field, with rsigma `JsonEvent` semantics.
+fn record_get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<EventValue<'a>> {
+    if let Some(v) = map.get(path) {
+        return Some(EventValue::from(v));
+    }
+    if !(path.contains('.') || path.contains('[') || path.contains('\\')) {
+        return None;
+    }
+    let ops = parse_ops(path);
+    let (first, rest) = ops.split_first()?;
+    // The root is an object: an index op there selects nothing, a key op
+    // selects one member.
+    let Op::Key(key) = first else {
+        return None;
+    };
+    let root = map.get(key.as_ref())?;
+    let mut hits = Vec::new();
+    collect(root, rest, &mut hits);
+    match hits.len() {
+        0 => None,
+        1 => hits.pop(),
+        _ => Some(EventValue::Array(hits)),
+    }
+}
+
+enum Op<'a> {
+    Key(Cow<'a, str>),
+    Index(i64),
+}
+
+fn parse_ops(path: &str) -> Vec<Op<'_>> {
+    let mut ops = Vec::new();
+    for part in path.split('.') {
+        match first_unescaped(part, b'[') {
+            Some(pos) if index_groups(&part[pos..]).is_some() => {
+                let name = &part[..pos];
+                if !name.is_empty() {
+                    ops.push(Op::Key(unescape_brackets(name)));
+                }
+                ops.extend(
+                    index_groups(&part[pos..])
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(Op::Index),
+                );
+            }
+            _ => ops.push(Op::Key(unescape_brackets(part))),
+        }
+    }
+    ops
+}
+
+fn index_groups(s: &str) -> Option<Vec<i64>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let close = inner.find(']')?;
+        out.push(inner[..close].parse().ok()?);
+        rest = &inner[close + 1..];
+    }
+    Some(out)
+}
+
+fn collect<'a>(current: &'a Value, ops: &[Op<'_>], out: &mut Vec<EventValue<'a>>) {
+    let Some((op, rest)) = ops.split_first() else {
+        out.push(EventValue::from(current));
+        return;
+    };
+    match op {
+        Op::Key(key) => match current {
+            Value::Object(map) => {
+                if let Some(next) = map.get(key.as_ref()) {
+                    collect(next, rest, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    collect(item, ops, out);
+                }
+            }
+            _ => {}
+        },
+        Op::Index(i) => {
+            if let Value::Array(items) = current {
+                let len = items.len() as i64;
+                let idx = if *i >= 0 { *i } else { len + *i };
+                if (0..len).contains(&idx) {
+                    collect(&items[idx as usize], rest, out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsigma_eval::event::JsonEvent;
+    use serde_json::json;
+    use vigie_event::{Host, LogRecord, LogSource};
+
+    #[test]
+    fn record_fields_read_like_json_event() {
+        let value = json!({
+            "EventID": 1,
+            "Image": "C:\\x.exe",
+            "Float": 1.5,
+            "Flag": true,
+            "Nothing": null,
+            "a.b": "flat wins",
+            "a": {"b": "nested", "c": [1, 2, {"d": "deep"}]},
+            "list": [{"n": "x"}, {"n": "y"}, {"m": 3}],
+            "arr": [[1, 2], [3]],
+            "esc[0]": "literal",
+            "big": 18446744073709551615u64,
+        });
+        let Value::Object(map) = value.clone() else {
+            unreachable!()
+        };
+        let event = Event::new(
+            chrono::Utc::now(),
+            Host::named("h"),
+            Payload::Log(LogRecord {
+                logsource: LogSource::default(),
+                fields: map,
+            }),
+        );
+        let view = SigmaView::new(&event);
+        let reference = JsonEvent::borrow(&value);
+        for path in [
+            "EventID",
+            "Image",
+            "Float",
+            "Flag",
+            "Nothing",
+            "missing",
+            "a.b",
+            "a.c",
+            "a.c.d",
+            "a.c[2].d",
+            "a.c[-1].d",
+            "a.c[9]",
+            "list.n",
+            "list[1].n",
+            "list.m",
+            "arr[0][1]",
+            "arr[-1][0]",
+            "esc\\[0\\]",
+            "big",
+            "a",
+            "a.zz",
+            "[0]",
+            ".a",
+        ] {
+            assert_eq!(
+                view.get_field(path),
+                reference.get_field(path),
+                "field {path:?}"
+            );
+        }
+        let mut ours = view.all_string_values();
+        let mut theirs = reference.all_string_values();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+        assert!(view.any_string_value(&|s| s == "deep"));
+        assert!(!view.any_string_value(&|s| s == "absent"));
+    }
+}

@@ -1,0 +1,625 @@
+//! The engine: compiled rules shared by every stream ([`Engine`]), and the
+//! per-stream state that correlations need ([`Detector`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rsigma_eval::{
+    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, EvaluationResult,
+    ResultBody,
+};
+use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, SigmaRule};
+use serde_json::Value;
+use vigie_event::{Alert, Event, Fields, Level, LogSource, RuleRef};
+
+use crate::adapter::SigmaView;
+use crate::load::{self, Item, Parsed, Source};
+use crate::report::{LoadReport, RuleStatus};
+use crate::windows::umbrella_categories;
+
+/// Custom attribute carrying a rule's index into [`Shared::rules`]; rsigma
+/// hands custom attributes back with every match (an `Arc` clone).
+const RULE_INDEX: &str = "vigie.rule";
+const CORRELATION_INDEX: &str = "vigie.correlation";
+
+/// How many contributing events a correlation alert carries at most, per
+/// group (the window keeps counting beyond it; only the copies are capped).
+pub const MAX_CORRELATION_EVENTS: usize = 20;
+
+/// Distinct logsources whose rule routing a detector remembers. Logsources
+/// come from input data, so the cache is bounded.
+const ROUTE_CACHE: usize = 1024;
+
+/// Metadata of a rule, for alerts.
+#[derive(Debug, Clone)]
+struct RuleMeta {
+    rule: RuleRef,
+}
+
+/// Rules with the same logsource, in one rsigma engine.
+struct Group {
+    product: Option<String>,
+    category: Option<String>,
+    service: Option<String>,
+    engine: rsigma_eval::Engine,
+}
+
+/// (product, category, service), lowercase.
+type GroupKey = (Option<String>, Option<String>, Option<String>);
+
+/// What every stream shares: compiled once, read-only.
+struct Shared {
+    groups: Vec<Group>,
+    rules: Vec<RuleMeta>,
+    correlations: Vec<CorrelationRule>,
+    correlation_meta: Vec<RuleMeta>,
+}
+
+/// A loaded rule set, ready to evaluate events.
+///
+/// The compiled rules live behind an `Arc`: [`Engine::detector`] hands out
+/// more [`Detector`]s (one per thread or stream) without compiling again.
+/// The engine itself carries one detector, so a single stream can call
+/// [`Engine::process`] directly.
+pub struct Engine {
+    detector: Detector,
+}
+
+/// One stream's view of an [`Engine`]: the shared compiled rules plus this
+/// stream's own state (correlation windows, routing cache). Cheap to create.
+///
+/// Correlations only see the events of their own detector: when files are
+/// hunted in parallel, each file has its detector, so a correlation counts
+/// events within one file.
+pub struct Detector {
+    shared: Arc<Shared>,
+    routes: HashMap<LogSource, Box<[u32]>>,
+    correlation: Option<CorrelationEngine>,
+}
+
+impl Engine {
+    /// Loads every `.yml` / `.yaml` file below `dirs` (recursively). Never
+    /// fails: what did not load is in the report with its reason.
+    pub fn load(dirs: &[impl AsRef<Path>]) -> (Engine, LoadReport) {
+        Self::load_with_documents(dirs, &[])
+    }
+
+    /// Rules from in-memory YAML documents: `(name, yaml)`; the name stands
+    /// for the path in the report.
+    pub fn from_yaml(documents: &[(&str, &str)]) -> (Engine, LoadReport) {
+        Self::load_with_documents(&[] as &[&Path], documents)
+    }
+
+    /// Files below `dirs` plus in-memory documents (e.g. a rule pack
+    /// embedded in the binary).
+    pub fn load_with_documents(
+        dirs: &[impl AsRef<Path>],
+        documents: &[(&str, &str)],
+    ) -> (Engine, LoadReport) {
+        let started = Instant::now();
+        let mut report = LoadReport::default();
+        let (files, problems) = load::find_files(dirs);
+        for problem in problems {
+            report.push(problem);
+        }
+        report.totals.files = files.len() + documents.len();
+        let mut sources: Vec<Source> = Vec::with_capacity(files.len() + documents.len());
+        sources.extend(documents.iter().map(|(name, text)| Source {
+            name: name.to_string(),
+            text: Ok(text.to_string()),
+        }));
+        sources.extend(files.iter().map(|p| load::read_source(p)));
+        let parsed = parse_parallel(&sources);
+        let engine = build(parsed, &mut report);
+        report.seconds = started.elapsed().as_secs_f64();
+        report.finish();
+        (engine, report)
+    }
+
+    /// An engine without rules (a baseline for benchmarks).
+    pub fn empty() -> Engine {
+        Self::from_yaml(&[]).0
+    }
+
+    /// A new detector sharing this engine's compiled rules, with fresh
+    /// per-stream state.
+    pub fn detector(&self) -> Detector {
+        self.detector.fresh()
+    }
+
+    /// Evaluates one event with the engine's own detector.
+    pub fn process(&mut self, event: &Event) -> Vec<Alert> {
+        self.detector.process(event)
+    }
+
+    /// Detection rules loaded (correlations and filters not counted).
+    pub fn rule_count(&self) -> usize {
+        self.detector.shared.rules.len()
+    }
+
+    /// Correlation rules loaded.
+    pub fn correlation_count(&self) -> usize {
+        self.detector.shared.correlations.len()
+    }
+}
+
+/// Parses and compiles sources on all cores; results keep the source order.
+fn parse_parallel(sources: &[Source]) -> Vec<Parsed> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sources.len().max(1));
+    if threads <= 1 {
+        return sources.iter().flat_map(load::parse_source).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Vec<Parsed>> = Vec::new();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(source) = sources.get(i) else { break };
+                        done.push((i, load::parse_source(source)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        slots.resize_with(sources.len(), Vec::new);
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => {
+                    for (i, parsed) in done {
+                        slots[i] = parsed;
+                    }
+                }
+                // A panic inside the parser must not lose the other rules.
+                Err(_) => tracing::error!("a rule parser thread panicked"),
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
+}
+
+fn level(l: Option<rsigma_parser::Level>) -> Option<Level> {
+    use rsigma_parser::Level as L;
+    l.map(|l| match l {
+        L::Informational => Level::Informational,
+        L::Low => Level::Low,
+        L::Medium => Level::Medium,
+        L::High => Level::High,
+        L::Critical => Level::Critical,
+    })
+}
+
+fn status(s: Option<rsigma_parser::Status>) -> Option<String> {
+    use rsigma_parser::Status as S;
+    s.map(|s| {
+        match s {
+            S::Stable => "stable",
+            S::Test => "test",
+            S::Experimental => "experimental",
+            S::Deprecated => "deprecated",
+            S::Unsupported => "unsupported",
+        }
+        .to_string()
+    })
+}
+
+/// ATT&CK technique ids from Sigma tags: `attack.t1059.001` → `T1059.001`.
+pub fn attack_techniques(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let lower = tag.to_ascii_lowercase();
+        let Some(rest) = lower.strip_prefix("attack.t") else {
+            continue;
+        };
+        let (main, sub) = rest.split_once('.').unwrap_or((rest, ""));
+        let valid = main.len() == 4
+            && main.bytes().all(|b| b.is_ascii_digit())
+            && (sub.is_empty() || (sub.len() == 3 && sub.bytes().all(|b| b.is_ascii_digit())));
+        if valid {
+            let id = format!("T{}", rest);
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn rule_meta(rule: &SigmaRule) -> RuleMeta {
+    RuleMeta {
+        rule: RuleRef {
+            id: rule
+                .id
+                .clone()
+                .or_else(|| rule.name.clone())
+                .unwrap_or_default(),
+            name: rule.title.clone(),
+            level: level(rule.level),
+            status: status(rule.status),
+            attack: attack_techniques(&rule.tags),
+            tags: rule.tags.clone(),
+            description: rule.description.clone(),
+            reference: rule.references.clone(),
+            falsepositives: rule.falsepositives.clone(),
+            author: rule.author.clone(),
+            ruleset: "sigma".into(),
+        },
+    }
+}
+
+fn correlation_meta(corr: &CorrelationRule) -> RuleMeta {
+    RuleMeta {
+        rule: RuleRef {
+            id: corr
+                .id
+                .clone()
+                .or_else(|| corr.name.clone())
+                .unwrap_or_default(),
+            name: corr.title.clone(),
+            level: level(corr.level),
+            status: status(corr.status),
+            attack: attack_techniques(&corr.tags),
+            tags: corr.tags.clone(),
+            description: corr.description.clone(),
+            reference: corr.references.clone(),
+            falsepositives: corr.falsepositives.clone(),
+            author: corr.author.clone(),
+            ruleset: "sigma-correlation".into(),
+        },
+    }
+}
+
+fn lower(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|s| s.to_ascii_lowercase())
+}
+
+/// Turns parsed documents into the shared rule set, recording every
+/// outcome in the report.
+fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
+    let mut rules: Vec<(SigmaRule, CompiledRule, usize)> = Vec::new();
+    let mut correlations: Vec<(CorrelationRule, usize)> = Vec::new();
+    let mut filters: Vec<(FilterRule, usize)> = Vec::new();
+    for p in parsed {
+        let at = report.rules.len();
+        report.push(p.entry);
+        match p.item {
+            Some(Item::Detection(rule, compiled)) => rules.push((*rule, *compiled, at)),
+            Some(Item::Correlation(c)) => correlations.push((*c, at)),
+            Some(Item::Filter(f)) => filters.push((*f, at)),
+            None => {}
+        }
+    }
+
+    // Correlations name rules by id or name; the per-stream correlation
+    // state only sees rule ids in match results, so names become ids here.
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, (rule, _, _)) in rules.iter().enumerate() {
+        if let Some(id) = &rule.id {
+            by_id.entry(id.clone()).or_insert(i);
+        }
+        if let Some(name) = &rule.name {
+            by_name.entry(name.clone()).or_insert(i);
+        }
+    }
+    let corr_names: HashSet<String> = correlations
+        .iter()
+        .flat_map(|(c, _)| [c.id.clone(), c.name.clone()])
+        .flatten()
+        .collect();
+    let mut kept_correlations: Vec<CorrelationRule> = Vec::new();
+    let mut correlation_meta: Vec<RuleMeta> = Vec::new();
+    for (mut corr, at) in correlations {
+        let mut missing = Vec::new();
+        for r in corr.rules.iter_mut() {
+            if by_id.contains_key(r.as_str()) || corr_names.contains(r.as_str()) {
+                continue;
+            }
+            if let Some(&i) = by_name.get(r.as_str()) {
+                let rule = &mut rules[i];
+                match &rule.0.id {
+                    Some(id) => *r = id.clone(),
+                    // A rule known only by name answers to that name.
+                    None => rule.1.id = Some(r.clone()),
+                }
+                continue;
+            }
+            missing.push(r.clone());
+        }
+        if !missing.is_empty() {
+            let e = &mut report.rules[at];
+            e.status = RuleStatus::Error;
+            e.reason = Some(format!(
+                "missing referenced rule(s): {} (not found, or not loaded)",
+                missing.join(", ")
+            ));
+            continue;
+        }
+        let index = kept_correlations.len();
+        corr.custom_attributes.insert(
+            CORRELATION_INDEX.into(),
+            yaml_serde::Value::Number((index as u64).into()),
+        );
+        // Check it compiles once, so a bad one is reported at load time.
+        let mut probe = CorrelationEngine::new(CorrelationConfig::default());
+        if let Err(err) = probe.add_correlation(&corr) {
+            let e = &mut report.rules[at];
+            e.status = RuleStatus::Error;
+            e.reason = Some(err.to_string());
+            continue;
+        }
+        correlation_meta.push(correlation_meta_of(&corr));
+        kept_correlations.push(corr);
+    }
+
+    // Detection rules into one rsigma engine per logsource.
+    let mut metas = Vec::with_capacity(rules.len());
+    let mut group_index: HashMap<GroupKey, usize> = HashMap::new();
+    let mut grouped: Vec<Vec<CompiledRule>> = Vec::new();
+    let mut keys = Vec::new();
+    let mut rule_group: Vec<usize> = Vec::with_capacity(rules.len());
+    for (rule, mut compiled, _) in rules {
+        let index = metas.len();
+        let mut meta = rule_meta(&rule);
+        if meta.rule.id.is_empty()
+            && let Some(id) = &compiled.id
+        {
+            meta.rule.id = id.clone();
+        }
+        metas.push(meta);
+        std::sync::Arc::make_mut(&mut compiled.custom_attributes)
+            .insert(RULE_INDEX.into(), Value::from(index as u64));
+        let key = (
+            lower(&compiled.logsource.product),
+            lower(&compiled.logsource.category),
+            lower(&compiled.logsource.service),
+        );
+        let g = *group_index.entry(key.clone()).or_insert_with(|| {
+            grouped.push(Vec::new());
+            keys.push(key);
+            grouped.len() - 1
+        });
+        rule_group.push(g);
+        grouped[g].push(compiled);
+    }
+    let mut groups: Vec<Group> = grouped
+        .into_iter()
+        .zip(keys)
+        .map(|(compiled, (product, category, service))| {
+            let mut engine = rsigma_eval::Engine::new();
+            engine.extend_compiled_rules(compiled);
+            Group {
+                product,
+                category,
+                service,
+                engine,
+            }
+        })
+        .collect();
+
+    // Filters change the rules they name (or all rules of their logsource).
+    for (filter, at) in filters {
+        let targets: Vec<usize> = match &filter.rules {
+            FilterRuleTarget::Any => (0..groups.len()).collect(),
+            FilterRuleTarget::Specific(refs) => {
+                let mut hit: Vec<usize> = metas
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| refs.iter().any(|r| *r == m.rule.id || *r == m.rule.name))
+                    .map(|(i, _)| rule_group[i])
+                    .collect();
+                hit.sort_unstable();
+                hit.dedup();
+                if hit.is_empty() {
+                    let e = &mut report.rules[at];
+                    e.status = RuleStatus::Error;
+                    e.reason = Some(format!("filter names no loaded rule: {}", refs.join(", ")));
+                    continue;
+                }
+                hit
+            }
+        };
+        for g in targets {
+            if let Err(err) = groups[g].engine.apply_filter(&filter) {
+                let e = &mut report.rules[at];
+                e.status = RuleStatus::Error;
+                e.reason = Some(err.to_string());
+                break;
+            }
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        groups,
+        rules: metas,
+        correlations: kept_correlations,
+        correlation_meta,
+    });
+    Engine {
+        detector: Detector::new(shared),
+    }
+}
+
+fn correlation_meta_of(corr: &CorrelationRule) -> RuleMeta {
+    correlation_meta(corr)
+}
+
+fn fits(rule: &Option<String>, event: &Option<std::borrow::Cow<'static, str>>) -> bool {
+    match rule {
+        None => true,
+        Some(r) => event.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(r)),
+    }
+}
+
+impl Detector {
+    fn new(shared: Arc<Shared>) -> Self {
+        let correlation = (!shared.correlations.is_empty()).then(|| {
+            let config = CorrelationConfig {
+                // Sigma: rules used by a correlation (without `generate: true`)
+                // do not alert on their own.
+                emit_detections: false,
+                correlation_event_mode: CorrelationEventMode::Full,
+                max_correlation_events: MAX_CORRELATION_EVENTS,
+                ..CorrelationConfig::default()
+            };
+            let mut engine = CorrelationEngine::new(config);
+            for corr in &shared.correlations {
+                // Checked at load time.
+                if let Err(err) = engine.add_correlation(corr) {
+                    tracing::error!(rule = %corr.title, "correlation rule rejected: {err}");
+                }
+            }
+            engine
+        });
+        Detector {
+            shared,
+            routes: HashMap::new(),
+            correlation,
+        }
+    }
+
+    fn fresh(&self) -> Detector {
+        Detector::new(Arc::clone(&self.shared))
+    }
+
+    /// The rule groups whose logsource fits the event's.
+    fn compute_route(&self, ls: &LogSource) -> Box<[u32]> {
+        let groups = &self.shared.groups;
+        if ls.is_empty() {
+            // A record of unknown origin: every rule may look at it.
+            return (0..groups.len() as u32).collect();
+        }
+        let umbrellas = ls.category.as_deref().map_or(&[][..], umbrella_categories);
+        groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| {
+                fits(&g.product, &ls.product)
+                    && fits(&g.service, &ls.service)
+                    && match &g.category {
+                        None => true,
+                        Some(c) => {
+                            ls.category
+                                .as_deref()
+                                .is_some_and(|e| e.eq_ignore_ascii_case(c))
+                                || umbrellas.iter().any(|u| u == c)
+                        }
+                    }
+            })
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// Evaluates one event: the alerts of every detection rule whose
+    /// logsource fits it, and of every correlation it completes.
+    pub fn process(&mut self, event: &Event) -> Vec<Alert> {
+        let ls = event.logsource();
+        let computed;
+        let route: &[u32] = match self.routes.get(&ls) {
+            Some(r) => r,
+            None => {
+                let r = self.compute_route(&ls);
+                if self.routes.len() < ROUTE_CACHE {
+                    self.routes.insert(ls.clone(), r);
+                    &self.routes[&ls]
+                } else {
+                    computed = r;
+                    &computed
+                }
+            }
+        };
+        let view = SigmaView::new(event);
+        let mut results: Vec<EvaluationResult> = Vec::new();
+        for &g in route {
+            let found = self.shared.groups[g as usize].engine.evaluate(&view);
+            if results.is_empty() {
+                results = found;
+            } else {
+                results.extend(found);
+            }
+        }
+        if results.is_empty() {
+            return Vec::new();
+        }
+        if let Some(corr) = &mut self.correlation {
+            let ts = event.time.timestamp();
+            results = corr.process_with_detections(&view, results, ts);
+        }
+        results
+            .into_iter()
+            .filter_map(|r| self.alert(event, r))
+            .collect()
+    }
+
+    fn alert(&self, event: &Event, result: EvaluationResult) -> Option<Alert> {
+        let attrs = &result.header.custom_attributes;
+        match result.body {
+            ResultBody::Detection(_) => {
+                let index = attrs.get(RULE_INDEX)?.as_u64()? as usize;
+                let meta = self.shared.rules.get(index)?;
+                Some(Alert {
+                    id: uuid::Uuid::now_v7(),
+                    time: event.time,
+                    host: event.host.clone(),
+                    rule: meta.rule.clone(),
+                    events: vec![event.clone()],
+                })
+            }
+            ResultBody::Correlation(body) => {
+                let index = attrs.get(CORRELATION_INDEX)?.as_u64()? as usize;
+                let meta = self.shared.correlation_meta.get(index)?;
+                let mut events = vec![event.clone()];
+                for value in body.events.unwrap_or_default() {
+                    match vigie_event::ecs::event_from_value(&value) {
+                        Ok(e) if e.id != event.id => events.push(e),
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!("stored correlation event unreadable: {err}"),
+                    }
+                }
+                Some(Alert {
+                    id: uuid::Uuid::now_v7(),
+                    time: event.time,
+                    host: event.host.clone(),
+                    rule: meta.rule.clone(),
+                    events,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attack_ids_from_tags() {
+        let tags: Vec<String> = [
+            "attack.execution",
+            "attack.t1059.001",
+            "attack.T1003",
+            "attack.t1003",
+            "attack.t12",
+            "attack.g0016",
+            "cve.2021-44228",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(attack_techniques(&tags), vec!["T1059.001", "T1003"]);
+    }
+
+    #[test]
+    fn engine_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Engine>();
+        assert_send_sync::<Detector>();
+    }
+}
