@@ -437,6 +437,18 @@ pub fn self_check(spec: &IsolationSpec) -> SelfCheck {
     }
 }
 
+/// The nameservers of /etc/resolv.conf (the default resolvers of a manual
+/// isolation, so the host's DNS keeps working). 127.0.0.53-style local stubs
+/// are kept too: loopback is always allowed anyway.
+pub fn system_resolvers() -> Vec<IpAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().split('%').next()?.parse().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

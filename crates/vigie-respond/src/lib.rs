@@ -62,3 +62,79 @@ pub fn bpf_lsm_available() -> (bool, String) {
         ),
     }
 }
+
+/// `vigie agent status --json`.
+pub fn status_json(s: &Status) -> String {
+    let mut v = serde_json::to_value(s).expect("serialisable");
+    v["last_actions"] = serde_json::Value::Array(
+        s.last_actions
+            .iter()
+            .map(|e| serde_json::to_value(e).expect("serialisable"))
+            .collect(),
+    );
+    serde_json::to_string_pretty(&v).expect("serialisable")
+}
+
+/// `vigie agent status` for a person.
+pub fn status_text(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "state directory: {}", s.state_dir);
+    match &s.isolation {
+        None => {
+            let _ = writeln!(o, "isolation: not isolated");
+        }
+        Some(i) => {
+            let _ = writeln!(
+                o,
+                "isolation: ISOLATED since {} by {}{}{}",
+                i.since,
+                i.actor,
+                i.alert_id
+                    .as_ref()
+                    .map(|a| format!(" (alert {a})"))
+                    .unwrap_or_default(),
+                i.reason
+                    .as_ref()
+                    .map(|r| format!(", reason: {r}"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                o,
+                "  table inet vigie: {}",
+                if s.table_intact == Some(true) {
+                    "present, as applied"
+                } else {
+                    "MISSING OR CHANGED (the agent restores it)"
+                }
+            );
+            let _ = writeln!(
+                o,
+                "  allowed: {:?}; resolvers: {:?}; manager: {}",
+                i.spec.allow,
+                i.spec.resolvers,
+                i.spec.manager.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let _ = writeln!(o, "quarantine: {} file(s)", s.quarantine.len());
+    for q in &s.quarantine {
+        let _ = writeln!(
+            o,
+            "  {}  {}  sha256 {}  {} bytes",
+            q.id, q.original_path, q.sha256, q.size
+        );
+    }
+    let _ = writeln!(
+        o,
+        "exec deny list: {} hash(es), {} path(s)",
+        s.deny_list.sha256.len(),
+        s.deny_list.paths.len()
+    );
+    let _ = writeln!(o, "tamper protection: {}", s.bpf_lsm);
+    let _ = writeln!(o, "last actions:");
+    for e in &s.last_actions {
+        let _ = writeln!(o, "  {}  {}", e.time.format("%F %T"), state::summary(e));
+    }
+    o
+}

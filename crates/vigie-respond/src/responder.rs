@@ -473,3 +473,63 @@ impl Responder {
         res.map(|_| ev)
     }
 }
+
+impl Responder {
+    /// Add a deny-list entry; a running [`crate::execblock::ExecBlocker`]
+    /// picks it up within a fraction of a second.
+    pub fn block(
+        &self,
+        entry: crate::execblock::DenyEntry,
+        force: bool,
+        cause: &Cause,
+    ) -> Result<Event> {
+        use crate::execblock::DenyEntry;
+        let shown = match &entry {
+            DenyEntry::Sha256(h) | DenyEntry::Path(h) => h.clone(),
+        };
+        let res = crate::execblock::add(&self.state, entry, force);
+        let ev = match &res {
+            Ok(e) => {
+                let v = match e {
+                    DenyEntry::Sha256(h) | DenyEntry::Path(h) => h.clone(),
+                };
+                events::response(
+                    &self.host,
+                    "block",
+                    &v,
+                    cause,
+                    Outcome::Success,
+                    "added to the execution deny list (denylist.json, re-read by the agent)",
+                    Some(format!("vigie agent unblock {v}")),
+                )
+            }
+            Err(e) => events::response(
+                &self.host,
+                "block",
+                &shown,
+                cause,
+                Outcome::Failure,
+                format!("{e:#}"),
+                None,
+            ),
+        };
+        let ev = self.record(ev)?;
+        res.map(|_| ev)
+    }
+
+    pub fn unblock(&self, entry: &str, cause: &Cause) -> Result<Event> {
+        let found = crate::execblock::remove(&self.state, entry)?;
+        if !found {
+            bail!("{entry} is not on the deny list");
+        }
+        self.record(events::response(
+            &self.host,
+            "unblock",
+            entry,
+            cause,
+            Outcome::Success,
+            "removed from the execution deny list",
+            Some(format!("vigie agent block --path/--sha256 {entry}")),
+        ))
+    }
+}
