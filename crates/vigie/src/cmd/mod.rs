@@ -1,5 +1,8 @@
 //! One module per subcommand: `Args`/`Command` (clap) and `run`.
 
+// Mounted under `vigie agent` by cmd/agent.rs.
+#[allow(dead_code)]
+pub mod agent_actions;
 pub mod hunt;
 pub mod rules;
 
