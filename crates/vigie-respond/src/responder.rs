@@ -533,3 +533,28 @@ impl Responder {
         ))
     }
 }
+
+impl Responder {
+    /// Carry out what [`crate::policy::decide`] returned for `alert`, in
+    /// order. Each action gives its event (or the error, also recorded).
+    pub fn execute(
+        &self,
+        policy: &crate::policy::Policy,
+        alert: &vigie_event::Alert,
+        actions: &[crate::policy::Action],
+    ) -> Vec<Result<Event>> {
+        use crate::policy::Action;
+        let cause = Cause::policy(
+            alert.id.to_string(),
+            format!("{} ({})", alert.rule.name, alert.level()),
+        );
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Kill { pid } => self.kill(*pid as i32, &policy.protected_processes, &cause),
+                Action::Quarantine { path } => self.quarantine(Path::new(path), &cause),
+                Action::Isolate => self.isolate(&policy.isolation, &cause),
+            })
+            .collect()
+    }
+}

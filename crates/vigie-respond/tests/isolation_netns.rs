@@ -292,3 +292,104 @@ fn isolate_in_namespaces() {
     assert!(ping_ok(ep, "fd77::3"));
     assert!(udp_ok(ep, "10.77.0.3:53"));
 }
+
+/// Policy → actions on a real process and real namespaces: an alert at
+/// level critical about a running process kills it and isolates the host,
+/// and both actions are recorded with the alert id. (The sensor and the
+/// detection engine are the agent's part; here the alert is built as the
+/// engine would build it for that process.)
+#[test]
+fn policy_kills_and_isolates_on_critical_alert() {
+    if !is_root() {
+        eprintln!("SKIP policy_kills_and_isolates_on_critical_alert: needs root");
+        return;
+    }
+    let lab = Lab::new("p");
+    let ep = lab.endpoint.clone();
+    start_servers(&lab.outside);
+    start_servers(&lab.manager);
+    assert!(tcp_ok(&ep, "10.77.0.3:7000", false));
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+
+    let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = victim.id();
+    let policy = vigie_respond::policy::Policy::from_toml(
+        r#"
+        [isolation]
+        resolvers = ["10.77.0.2"]
+        manager = "10.77.0.2:7000"
+        probes = ["10.77.0.3:7000"]
+        "#,
+    )
+    .unwrap();
+    let host = vigie_respond::state::this_host();
+    let ev = vigie_event::Event::new(
+        chrono::Utc::now(),
+        host.clone(),
+        Payload::Process(vigie_event::ProcessEvent {
+            action: vigie_event::ProcessAction::Exec,
+            process: vigie_event::Process {
+                pid,
+                executable: "/usr/bin/sleep".into(),
+                command_line: "sleep 300".into(),
+                ..Default::default()
+            },
+            target: None,
+            error: None,
+        }),
+    );
+    let alert = vigie_event::Alert {
+        id: uuid::Uuid::now_v7(),
+        time: chrono::Utc::now(),
+        host: host.clone(),
+        rule: vigie_event::RuleRef {
+            id: "test-critical".into(),
+            name: "Test critical rule".into(),
+            level: Some(vigie_event::Level::Critical),
+            ..Default::default()
+        },
+        events: vec![ev],
+    };
+    let planned = vigie_respond::policy::decide(&policy, &alert, &host.name);
+    assert_eq!(
+        planned,
+        vec![
+            vigie_respond::policy::Action::Kill { pid },
+            vigie_respond::policy::Action::Isolate
+        ]
+    );
+    let st = state.clone();
+    let (a2, p2) = (alert.clone(), policy.clone());
+    let results = in_ns(&ep, move || {
+        let r = Responder::open(&st).unwrap();
+        r.execute(&p2, &a2, &planned)
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    });
+    for r in &results {
+        let ev = r.as_ref().expect("action failed");
+        let Payload::Response(resp) = &ev.payload else {
+            panic!()
+        };
+        assert_eq!(resp.outcome, Outcome::Success, "{}", resp.response.detail);
+        assert_eq!(resp.response.alert_id, Some(alert.id.to_string()));
+        assert_eq!(resp.response.actor, "policy");
+    }
+    let status = victim.wait().unwrap();
+    assert!(!status.success(), "victim not killed");
+    assert!(table_present(&ep));
+    assert!(!tcp_ok(&ep, "10.77.0.3:7000", false));
+    assert!(tcp_ok(&ep, "10.77.0.2:7000", true));
+    let recorded = actions(&state);
+    assert_eq!(recorded.len(), 2);
+    // Clean up the isolation (the namespace goes away anyway).
+    let st = state.clone();
+    in_ns(&ep, move || {
+        Responder::open(&st)
+            .unwrap()
+            .release_authorised(&Cause::user())
+            .unwrap();
+    });
+}
