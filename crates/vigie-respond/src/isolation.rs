@@ -390,6 +390,13 @@ impl SelfCheck {
     }
 }
 
+/// Give a socket the agent's mark, so isolation lets it through: the agent
+/// calls this on every socket to its manager (before `connect`).
+pub fn mark_socket(sock: &impl std::os::fd::AsFd) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::Mark, &AGENT_MARK)
+        .map_err(std::io::Error::from)
+}
+
 /// A TCP connection attempt, optionally with the agent's mark.
 pub fn try_connect(addr: SocketAddr, marked: bool, timeout: Duration) -> std::io::Result<()> {
     let sock = socket2::Socket::new(
@@ -398,7 +405,7 @@ pub fn try_connect(addr: SocketAddr, marked: bool, timeout: Duration) -> std::io
         Some(socket2::Protocol::TCP),
     )?;
     if marked {
-        sock.set_mark(AGENT_MARK)?;
+        mark_socket(&sock)?;
     }
     sock.connect_timeout(&addr.into(), timeout)
 }

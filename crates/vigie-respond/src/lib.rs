@@ -31,7 +31,7 @@ pub mod state;
 pub mod supervisor;
 
 pub use events::Cause;
-pub use isolation::{AGENT_MARK, IsolationSpec, SelfCheck};
+pub use isolation::{AGENT_MARK, IsolationSpec, SelfCheck, mark_socket};
 pub use responder::{IsolationState, Responder, Status};
 pub use state::StateDir;
 

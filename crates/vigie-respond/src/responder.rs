@@ -279,19 +279,47 @@ impl Responder {
     /// One watcher step: if isolated and the table is missing or not as
     /// applied, restore it and return a tamper event and the re-apply event.
     pub fn check_once(&self) -> Result<Vec<Event>> {
+        self.check_remembering(&mut None)
+    }
+
+    /// [`Self::check_once`], also restoring `isolation.json` if it vanished
+    /// or was corrupted while `remembered` (the watcher's memory) says the
+    /// host is isolated and no release was recorded since.
+    pub fn check_remembering(&self, remembered: &mut Option<IsolationState>) -> Result<Vec<Event>> {
         // Someone is changing the isolation right now: look next time.
         let Some(_lock) = self.lock(false)? else {
             return Ok(Vec::new());
         };
-        let Some(st) = self.isolation()? else {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        let st = match (self.isolation(), remembered.as_ref()) {
+            (Ok(Some(st)), _) => st,
+            (Ok(None), None) => return Ok(Vec::new()),
+            (Ok(None), Some(r)) if self.released_since(r.since)? => {
+                *remembered = None;
+                return Ok(Vec::new());
+            }
+            (Err(e), None) => return Err(e),
+            (Ok(None) | Err(_), Some(r)) => {
+                let r = r.clone();
+                out.push(self.record(events::tamper(
+                    &self.host,
+                    "isolation state removed or corrupted without a release; restored",
+                ))?);
+                self.state.write_atomic(
+                    ISOLATION_FILE,
+                    &serde_json::to_vec_pretty(&r).expect("serialisable"),
+                    0o600,
+                )?;
+                r
+            }
         };
+        *remembered = Some(st.clone());
         let what = match isolation::current_listing()? {
             None => "table inet vigie was deleted",
             Some(l) if isolation::listing_hash(&l) != st.listing_sha256 => {
                 "table inet vigie was edited"
             }
-            Some(_) => return Ok(Vec::new()),
+            Some(_) => return Ok(out),
         };
         let tamper = self.record(events::tamper(
             &self.host,
@@ -330,14 +358,29 @@ impl Responder {
             },
             Some("vigie agent release --code CODE".into()),
         );
-        Ok(vec![tamper, self.record(ev)?])
+        out.push(tamper);
+        out.push(self.record(ev)?);
+        if let Ok(Some(now)) = self.isolation() {
+            *remembered = Some(now);
+        }
+        Ok(out)
+    }
+
+    /// Whether a successful release was recorded after `since`.
+    fn released_since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+        Ok(self.state.last_actions(200)?.iter().any(|e| {
+            e.time >= since
+                && matches!(&e.payload, vigie_event::Payload::Response(r)
+                    if r.response.action == "release" && r.outcome == Outcome::Success)
+        }))
     }
 
     /// Watch the table until `stop` is set, every `interval` (200 ms keeps the
     /// restore well under a second). Errors are logged, never fatal.
     pub fn watch(&self, stop: &AtomicBool, interval: Duration, mut on_event: impl FnMut(&Event)) {
+        let mut remembered = None;
         while !stop.load(Ordering::Relaxed) {
-            match self.check_once() {
+            match self.check_remembering(&mut remembered) {
                 Ok(evs) => evs.iter().for_each(&mut on_event),
                 Err(e) => tracing::warn!("isolation watcher: {e:#}"),
             }

@@ -262,6 +262,24 @@ fn isolate_in_namespaces() {
         );
     }
 
+    // Removing the state file (without a release) is undone too.
+    let before = actions(&state).len();
+    std::fs::remove_file(state.join("isolation.json")).unwrap();
+    let t0 = Instant::now();
+    while !state.join("isolation.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(1), "state not restored");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        actions(&state)[before..]
+            .iter()
+            .any(|e| matches!(&e.payload,
+            Payload::Health(h) if h.action == HealthAction::Tamper)),
+        "no tamper event for the removed state"
+    );
+    outside_blocked(ep);
+
     // Release with a wrong code: refused, still isolated.
     let st = state.clone();
     let wrong = in_ns(ep, move || {
