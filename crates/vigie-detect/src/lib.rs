@@ -33,5 +33,5 @@ mod report;
 mod windows;
 
 pub use engine::{Detector, Engine, MAX_CORRELATION_EVENTS, attack_techniques};
-pub use report::{LoadReport, RuleEntry, RuleKind, RuleStatus, Totals};
+pub use report::{LoadReport, RuleEntry, RuleKind, RuleStatus, Totals, render_report};
 pub use windows::windows_logsource;

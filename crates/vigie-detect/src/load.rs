@@ -50,6 +50,7 @@ pub(crate) fn find_files(dirs: &[impl AsRef<Path>]) -> (Vec<PathBuf>, Vec<RuleEn
                     title: None,
                     status: RuleStatus::Error,
                     reason: Some(format!("cannot read: {err}")),
+                    unreadable: true,
                 }),
             }
         }
@@ -132,9 +133,11 @@ pub(crate) fn parse_source(source: &Source) -> Vec<Parsed> {
     let text = match &source.text {
         Ok(t) => t,
         Err(reason) => {
+            let mut e = entry(&source.name, None, RuleKind::Unknown, RuleStatus::Error)
+                .with_reason(reason.clone());
+            e.unreadable = true;
             return vec![Parsed {
-                entry: entry(&source.name, None, RuleKind::Unknown, RuleStatus::Error)
-                    .with_reason(reason.clone()),
+                entry: e,
                 item: None,
             }];
         }
@@ -165,6 +168,7 @@ fn entry(path: &str, line: Option<usize>, kind: RuleKind, status: RuleStatus) ->
         title: None,
         status,
         reason: None,
+        unreadable: false,
     }
 }
 

@@ -54,6 +54,9 @@ pub struct RuleEntry {
     /// Why it is not loaded (or a warning for a loaded rule).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The file (or folder) could not be read at all.
+    #[serde(skip)]
+    pub unreadable: bool,
 }
 
 /// Counts by status.
@@ -104,6 +107,11 @@ impl LoadReport {
         self.rules.iter().filter(|r| r.status != RuleStatus::Loaded)
     }
 
+    /// No rule file could be read at all (none found, or none readable).
+    pub fn nothing_read(&self) -> bool {
+        self.rules.iter().all(|r| r.unreadable)
+    }
+
     pub(crate) fn push(&mut self, entry: RuleEntry) {
         self.rules.push(entry);
     }
@@ -150,4 +158,30 @@ impl std::fmt::Display for RuleEntry {
         }
         Ok(())
     }
+}
+
+/// The report as text for people: the rules that did not load (all rules
+/// with `verbose`), then the totals.
+pub fn render_report(report: &LoadReport, verbose: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for r in &report.rules {
+        if verbose || r.status != RuleStatus::Loaded {
+            let _ = writeln!(out, "{r}");
+        }
+    }
+    let t = &report.totals;
+    let _ = writeln!(
+        out,
+        "{} rule(s) in {} file(s): {} loaded ({} correlation(s), {} filter(s)), {} unsupported, {} error(s); {:.2} s",
+        t.rules,
+        t.files,
+        t.loaded,
+        t.correlations,
+        t.filters,
+        t.unsupported,
+        t.errors,
+        report.seconds
+    );
+    out
 }

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Hunt(args) => cmd::hunt::run(args),
-        Command::Rules(command) => cmd::rules::run(command),
+        Command::Rules(command) => cmd::rules::run(command, cli.verbose),
     };
     match result {
         Ok(code) => code,
