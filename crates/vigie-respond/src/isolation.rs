@@ -319,7 +319,7 @@ pub fn cut_flows(spec: &IsolationSpec) -> Result<String> {
     for e in spec.entries()? {
         let addr = match e.net {
             IpNet::V4(n) => n.to_string(),
-            IpNet::V6(n) => format!("[{}]/{}", n.addr(), n.prefix_len()),
+            IpNet::V6(n) => format!("[{}/{}]", n.addr(), n.prefix_len()),
         };
         match e.port {
             None => keep.push(format!("dst {addr}")),

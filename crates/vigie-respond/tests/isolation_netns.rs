@@ -130,7 +130,12 @@ fn isolate_in_namespaces() {
             "10.77.0.3:7000".parse().unwrap(),
             "[fd77::3]:7000".parse().unwrap(),
         ],
-        allow: vec![],
+        // Not in the lab: only here to exercise IPv6 allow entries.
+        allow: vec![
+            "fd99::/16".into(),
+            "[fd98::1]:22".into(),
+            "192.0.2.0/24".into(),
+        ],
     };
     let mut agent = start_agent(ep, &state, Some(&spec));
     assert!(table_present(ep));
@@ -144,6 +149,11 @@ fn isolate_in_namespaces() {
         .expect("isolate event");
     assert_eq!(iso.outcome, Outcome::Success, "{}", iso.response.detail);
     assert!(iso.response.detail.contains("manager reachable"));
+    assert!(
+        !iso.response.detail.contains("failed"),
+        "{}",
+        iso.response.detail
+    );
 
     // During: outside blocked, DNS only to the configured resolver, manager kept.
     outside_blocked(ep);
