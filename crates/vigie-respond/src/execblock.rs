@@ -176,6 +176,47 @@ pub fn remove(state: &StateDir, entry: &str) -> Result<bool> {
     Ok(found)
 }
 
+/// Mount points worth marking on a real host: every mounted filesystem that
+/// can hold executables (not proc, sysfs, cgroup, ...). The agent passes
+/// these to [`ExecBlocker::start`].
+pub fn executable_mounts() -> Vec<PathBuf> {
+    const SKIP: &[&str] = &[
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "devpts",
+        "mqueue",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "pstore",
+        "bpf",
+        "configfs",
+        "fusectl",
+        "hugetlbfs",
+        "autofs",
+        "binfmt_misc",
+        "rpc_pipefs",
+        "nsfs",
+        "efivarfs",
+    ];
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || SKIP.contains(&f[2]) || f[3].split(',').any(|o| o == "noexec") {
+            continue;
+        }
+        // /proc/self/mounts escapes spaces and the like as octal.
+        let p = PathBuf::from(f[1].replace("\\040", " "));
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 type Key = (u64, u64, i64, i64, i64);
 
 fn key_of(fd: &impl AsFd) -> Option<Key> {
@@ -480,5 +521,26 @@ fn decide(
             Verdict::Deny(format!("SHA-256 {h} is on the deny list"))
         }
         _ => Verdict::Allow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_and_entries() {
+        let m = executable_mounts();
+        assert!(m.contains(&PathBuf::from("/")), "{m:?}");
+        assert!(!m.contains(&PathBuf::from("/proc")));
+        assert!(normalise(DenyEntry::Sha256("xyz".into())).is_err());
+        assert!(normalise(DenyEntry::Path("relative/x".into())).is_err());
+        let h = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        assert_eq!(
+            normalise(DenyEntry::Sha256(h.into())).unwrap(),
+            DenyEntry::Sha256(h.to_ascii_lowercase())
+        );
+        assert!(system_critical(&DenyEntry::Path("/bin/sh".into())).is_some());
+        assert!(system_critical(&DenyEntry::Path("/tmp/nothing-here".into())).is_none());
     }
 }

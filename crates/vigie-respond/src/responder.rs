@@ -578,6 +578,16 @@ impl Responder {
 }
 
 impl Responder {
+    /// Decide and act on one alert: what the agent calls for each alert.
+    pub fn on_alert(
+        &self,
+        policy: &crate::policy::Policy,
+        alert: &vigie_event::Alert,
+    ) -> Vec<Result<Event>> {
+        let actions = crate::policy::decide(policy, alert, &self.host.name);
+        self.execute(policy, alert, &actions)
+    }
+
     /// Carry out what [`crate::policy::decide`] returned for `alert`, in
     /// order. Each action gives its event (or the error, also recorded).
     pub fn execute(

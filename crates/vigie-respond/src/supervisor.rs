@@ -49,6 +49,16 @@ pub fn supervise(
     if !lsm_on {
         tracing::info!("supervisor: every stop without the code is reported as tampering");
     }
+    // agent.pid left behind: the previous supervisor was killed (or the
+    // machine lost power) without an authorised stop.
+    if state.read_optional(PID_FILE)?.is_some() && !stop_authorised(state)? {
+        let ev = events::tamper(
+            &host,
+            "previous agent run ended without the stop code (supervisor killed or power lost)",
+        );
+        state.record(&ev)?;
+        on_event(&ev);
+    }
     state.remove(STOP_FILE)?;
     let mut restarts = 0usize;
     let mut backoff = Duration::from_millis(200);

@@ -68,3 +68,26 @@ fn kill_restarts_and_stop_code_stops() {
         Payload::Response(r) if r.response.action == "stop" && r.outcome == Outcome::Success)));
     assert_eq!(agent_pid(&state).unwrap(), None);
 }
+
+#[test]
+fn a_killed_supervisor_is_reported_at_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = StateDir::open(tmp.path().join("state")).unwrap();
+    // What a supervisor killed with SIGKILL leaves behind.
+    state.write_atomic("agent.pid", b"999999", 0o600).unwrap();
+    let st = state.clone();
+    let sup = std::thread::spawn(move || {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("600");
+        supervise(&st, cmd, Some(0), |_| {})
+    });
+    let pid = wait_pid(&state, None);
+    let evs = state.last_actions(10).unwrap();
+    assert!(evs.iter().any(|e| matches!(&e.payload,
+        Payload::Health(h) if h.action == HealthAction::Tamper
+            && h.health.message.contains("previous agent run"))));
+    let code = current_code(&state.secret().unwrap(), Purpose::Stop);
+    request_stop(&state, &code, Duration::from_secs(10)).unwrap();
+    sup.join().unwrap().unwrap();
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err());
+}
