@@ -342,6 +342,7 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
             ));
             continue;
         }
+        temporal_needs_all(&mut corr);
         let index = kept_correlations.len();
         corr.custom_attributes.insert(
             CORRELATION_INDEX.into(),
@@ -445,6 +446,49 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
     Engine {
         detector: Detector::new(shared),
     }
+}
+
+/// Sigma: a `temporal` correlation without a condition fires when all its
+/// rules matched in the window. rsigma 0.23 parses the missing condition as
+/// "at least one rule", which would fire on any single match.
+fn temporal_needs_all(corr: &mut CorrelationRule) {
+    use rsigma_parser::{ConditionOperator, CorrelationCondition, CorrelationType};
+    if corr.correlation_type != CorrelationType::Temporal || corr.rules.len() < 2 {
+        return;
+    }
+    if let CorrelationCondition::Threshold {
+        predicates,
+        field: None,
+        ..
+    } = &mut corr.condition
+        && predicates.len() == 1
+        && predicates[0] == (ConditionOperator::Gte, 1)
+    {
+        predicates[0].1 = corr.rules.len() as u64;
+    }
+}
+
+/// rsigma 0.23 returns a `value_percentile` result without checking its
+/// condition; check it here.
+fn percentile_holds(corr: &CorrelationRule, value: f64) -> bool {
+    use rsigma_parser::{ConditionOperator as Op, CorrelationCondition, CorrelationType};
+    if corr.correlation_type != CorrelationType::ValuePercentile {
+        return true;
+    }
+    let CorrelationCondition::Threshold { predicates, .. } = &corr.condition else {
+        return true;
+    };
+    predicates.iter().all(|(op, t)| {
+        let t = *t as f64;
+        match op {
+            Op::Lt => value < t,
+            Op::Lte => value <= t,
+            Op::Gt => value > t,
+            Op::Gte => value >= t,
+            Op::Eq => (value - t).abs() < f64::EPSILON,
+            Op::Neq => (value - t).abs() >= f64::EPSILON,
+        }
+    })
 }
 
 fn correlation_meta_of(corr: &CorrelationRule) -> RuleMeta {
@@ -575,6 +619,9 @@ impl Detector {
             ResultBody::Correlation(body) => {
                 let index = attrs.get(CORRELATION_INDEX)?.as_u64()? as usize;
                 let meta = self.shared.correlation_meta.get(index)?;
+                if !percentile_holds(&self.shared.correlations[index], body.aggregated_value) {
+                    return None;
+                }
                 let mut events = vec![event.clone()];
                 for value in body.events.unwrap_or_default() {
                     match vigie_event::ecs::event_from_value(&value) {

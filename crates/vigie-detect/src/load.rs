@@ -263,7 +263,8 @@ fn parse_chunk(path: &str, text: &str, line: Option<usize>) -> Vec<Parsed> {
     // Messages next to a produced document are warnings.
     let warning = (!messages.is_empty()).then(|| format!("warning: {}", messages.join("; ")));
     let mut out = Vec::with_capacity(produced);
-    for rule in collection.rules {
+    for mut rule in collection.rules {
+        keyword_all_contains(&mut rule);
         let mut e = entry(path, line, RuleKind::Detection, RuleStatus::Loaded);
         e.id = rule.id.clone();
         e.title = Some(rule.title.clone());
@@ -306,6 +307,44 @@ fn parse_chunk(path: &str, text: &str, line: Option<usize>) -> Vec<Parsed> {
         });
     }
     out
+}
+
+/// Keyword lists match anywhere in a value (rsigma compiles them as
+/// "contains"), but rsigma 0.23 compiles the `'|all': [..]` keyword form as
+/// exact matches, so SigmaHQ's rules that use it never fire. Give those
+/// field-less items the `contains` that plain keywords have.
+fn keyword_all_contains(rule: &mut SigmaRule) {
+    use rsigma_parser::{Detection, Modifier};
+    fn walk(d: &mut Detection) {
+        match d {
+            Detection::AllOf(items) => {
+                for item in items {
+                    let m = &mut item.field.modifiers;
+                    let positional = [
+                        Modifier::Contains,
+                        Modifier::StartsWith,
+                        Modifier::EndsWith,
+                        Modifier::Re,
+                        Modifier::Cidr,
+                        Modifier::Base64,
+                        Modifier::Base64Offset,
+                        Modifier::Exists,
+                        Modifier::Expand,
+                        Modifier::FieldRef,
+                    ];
+                    if item.field.name.is_none()
+                        && m.contains(&Modifier::All)
+                        && !m.iter().any(|x| positional.contains(x))
+                    {
+                        m.push(Modifier::Contains);
+                    }
+                }
+            }
+            Detection::AnyOf(ds) | Detection::And(ds) => ds.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    rule.detection.named.values_mut().for_each(walk);
 }
 
 /// A compile error is "unsupported" when the rule is valid Sigma that the

@@ -154,7 +154,9 @@ impl std::fmt::Display for RuleEntry {
             write!(f, " ({id})")?;
         }
         if let Some(reason) = &self.reason {
-            write!(f, ": {reason}")?;
+            // One line per rule: parser messages can span several.
+            let flat: Vec<&str> = reason.split_whitespace().collect();
+            write!(f, ": {}", flat.join(" "))?;
         }
         Ok(())
     }
