@@ -9,7 +9,7 @@
 //! protected_processes = ["sshd"]   # never killed (names or paths)
 //!
 //! [isolation]                      # what stays reachable when isolated
-//! resolvers = ["10.0.0.53"]
+//! resolvers = ["10.0.0.53"]        # empty: the nameservers of /etc/resolv.conf
 //! manager = "vigie.example.org:8443"
 //! allow = ["10.0.0.5:22"]
 //!

@@ -606,7 +606,15 @@ impl Responder {
             .map(|a| match a {
                 Action::Kill { pid } => self.kill(*pid as i32, &policy.protected_processes, &cause),
                 Action::Quarantine { path } => self.quarantine(Path::new(path), &cause),
-                Action::Isolate => self.isolate(&policy.isolation, &cause),
+                Action::Isolate => {
+                    // No resolvers in the policy: keep the host's own, so
+                    // the agent can still resolve its manager's name.
+                    let mut spec = policy.isolation.clone();
+                    if spec.resolvers.is_empty() {
+                        spec.resolvers = isolation::system_resolvers();
+                    }
+                    self.isolate(&spec, &cause)
+                }
             })
             .collect()
     }
