@@ -421,3 +421,39 @@ fn policy_kills_and_isolates_on_critical_alert() {
             .unwrap();
     });
 }
+
+/// A self-check that fails (manager unreachable) is a failure event, worth
+/// an alert, and the isolation stays: never a silent rollback.
+#[test]
+fn failed_self_check_is_reported_not_rolled_back() {
+    if !is_root() {
+        eprintln!("SKIP failed_self_check_is_reported_not_rolled_back: needs root");
+        return;
+    }
+    let lab = Lab::new("s");
+    let ep = lab.endpoint.clone();
+    start_servers(&lab.outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let spec = IsolationSpec {
+        // Nothing listens there: the manager check must fail.
+        manager: Some("10.77.0.2:7999".into()),
+        probes: vec!["10.77.0.3:7000".parse().unwrap()],
+        ..Default::default()
+    };
+    let st = state.clone();
+    let ev = in_ns(&ep, move || {
+        Responder::open(&st)
+            .unwrap()
+            .isolate(&spec, &Cause::user())
+            .unwrap()
+    });
+    let Payload::Response(r) = &ev.payload else {
+        panic!("not a response")
+    };
+    assert_eq!(r.outcome, Outcome::Failure, "{}", r.response.detail);
+    assert!(r.response.detail.contains("MANAGER NOT REACHABLE"));
+    assert!(vigie_respond::events::is_alert_worthy(&ev));
+    assert!(table_present(&ep), "isolation rolled back");
+    assert!(!tcp_ok(&ep, "10.77.0.3:7000", false));
+}
