@@ -171,6 +171,15 @@ pub fn render_table(spec: &IsolationSpec) -> Result<String> {
         .map(|r| r.to_string())
         .collect();
 
+    // nft refuses duplicate elements in a plain set.
+    let (mut r4, mut r6) = (r4, r6);
+    for l in [&mut v4, &mut v6, &mut r4, &mut r6] {
+        l.sort();
+        l.dedup();
+    }
+    ports.sort();
+    ports.dedup();
+
     let mut t = String::new();
     let w = &mut t;
     let set = |w: &mut String, name: &str, ty: &str, interval: bool, elems: &[String]| {
@@ -476,11 +485,12 @@ mod tests {
     #[test]
     fn ruleset_has_no_port_53_to_anywhere() {
         let spec = IsolationSpec {
-            resolvers: vec!["192.0.2.53".parse().unwrap()],
-            allow: vec!["198.51.100.7:443".into()],
+            resolvers: vec!["192.0.2.53".parse().unwrap(), "192.0.2.53".parse().unwrap()],
+            allow: vec!["198.51.100.7:443".into(), "198.51.100.7:443".into()],
             ..Default::default()
         };
         let t = render_table(&spec).unwrap();
+        assert_eq!(t.matches("192.0.2.53").count(), 1, "deduplicated");
         for line in t.lines().filter(|l| l.contains("dport 53")) {
             assert!(line.contains("@resolvers"), "unrestricted DNS rule: {line}");
         }

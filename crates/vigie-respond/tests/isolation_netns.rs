@@ -439,6 +439,15 @@ fn failed_self_check_is_reported_not_rolled_back() {
         // Nothing listens there: the manager check must fail.
         manager: Some("10.77.0.2:7999".into()),
         probes: vec!["10.77.0.3:7000".parse().unwrap()],
+        // Overlapping and repeated entries must load (auto-merge, dedup).
+        allow: vec![
+            "172.16.0.0/12".into(),
+            "172.16.5.5".into(),
+            "172.16.5.5".into(),
+            "fd99::/16".into(),
+            "fd99::1".into(),
+        ],
+        resolvers: vec!["192.0.2.53".parse().unwrap(), "192.0.2.53".parse().unwrap()],
         ..Default::default()
     };
     let st = state.clone();
