@@ -448,7 +448,6 @@ fn failed_self_check_is_reported_not_rolled_back() {
             "fd99::1".into(),
         ],
         resolvers: vec!["192.0.2.53".parse().unwrap(), "192.0.2.53".parse().unwrap()],
-        ..Default::default()
     };
     let st = state.clone();
     let ev = in_ns(&ep, move || {
