@@ -465,3 +465,116 @@ fn failed_self_check_is_reported_not_rolled_back() {
     assert!(table_present(&ep), "isolation rolled back");
     assert!(!tcp_ok(&ep, "10.77.0.3:7000", false));
 }
+
+/// Tamper handling end to end: the agent runs under the supervisor in the
+/// endpoint namespace; `kill -9` of the agent by another process is answered
+/// by a restart within seconds, a tamper event, and the isolation still in
+/// place (and still self-healing); the stop code stops it cleanly.
+#[test]
+fn supervised_agent_survives_kill_and_stops_with_code() {
+    if !is_root() {
+        eprintln!("SKIP supervised_agent_survives_kill_and_stops_with_code: needs root");
+        return;
+    }
+    use vigie_respond::release::{Purpose, current_code};
+    use vigie_respond::supervisor::{agent_pid, request_stop, supervise};
+
+    let lab = Lab::new("t");
+    let ep = lab.endpoint.clone();
+    start_servers(&lab.outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let state = vigie_respond::StateDir::open(&state_dir).unwrap();
+    let spec = IsolationSpec {
+        resolvers: vec!["10.77.0.2".parse().unwrap()],
+        probes: vec!["10.77.0.3:7000".parse().unwrap()],
+        ..Default::default()
+    };
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "helper_agent_process",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("VIGIE_STATE_DIR", &state_dir)
+    .env("VIGIE_TEST_ISOLATE", serde_json::to_string(&spec).unwrap())
+    .stdout(Stdio::null());
+    // The supervisor runs on a thread inside the endpoint namespace, so the
+    // agent it starts is there too.
+    let (st, path) = (state.clone(), format!("/run/netns/{ep}"));
+    let sup = std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::sched::CloneFlags::CLONE_NEWNET,
+        )
+        .unwrap();
+        supervise(&st, cmd, Some(3), |_| {})
+    });
+    // Stop whatever runs if an assertion fails (the supervisor then exits
+    // through its restart bound).
+    struct StopGuard(vigie_respond::StateDir);
+    impl Drop for StopGuard {
+        fn drop(&mut self) {
+            let code = current_code(&self.0.secret().unwrap(), Purpose::Stop);
+            let _ = request_stop(&self.0, &code, Duration::from_secs(5));
+        }
+    }
+    let guard = StopGuard(state.clone());
+
+    let wait_agent = |not: Option<i32>| {
+        let t0 = Instant::now();
+        loop {
+            if let Some(p) = agent_pid(&state).unwrap()
+                && Some(p) != not
+            {
+                return p;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "no agent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = wait_agent(None);
+    let t0 = Instant::now();
+    while !table_present(&ep) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never isolated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!tcp_ok(&ep, "10.77.0.3:7000", false));
+
+    // Another root process kills the agent.
+    run(&["kill", "-9", &first.to_string()]);
+    let t0 = Instant::now();
+    let second = wait_agent(Some(first));
+    eprintln!("agent restarted after {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(table_present(&ep), "isolation gone after kill -9");
+    assert!(!tcp_ok(&ep, "10.77.0.3:7000", false));
+    let evs = state.last_actions(100).unwrap();
+    assert!(evs.iter().any(|e| matches!(&e.payload,
+        Payload::Health(h) if h.action == HealthAction::Tamper && h.health.message.contains("SIGKILL"))));
+    // The restarted agent heals the table again.
+    std::thread::sleep(Duration::from_millis(500));
+    run(&[
+        "ip", "netns", "exec", &ep, "nft", "delete", "table", "inet", "vigie",
+    ]);
+    let t0 = Instant::now();
+    while !table_present(&ep) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "restarted agent does not heal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The stop code stops it cleanly; the isolation stays (stopping the
+    // agent is not releasing the host).
+    std::mem::forget(guard);
+    let code = current_code(&state.secret().unwrap(), Purpose::Stop);
+    request_stop(&state, &code, Duration::from_secs(10)).unwrap();
+    sup.join().unwrap().unwrap();
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(second), None).is_err());
+    assert!(table_present(&ep));
+}
