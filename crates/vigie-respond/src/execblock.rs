@@ -5,7 +5,7 @@
 //! marked mounts, so the design fails open:
 //! * decisions come from one dedicated thread that never does disk I/O and
 //!   never takes a lock: the deny list is an `ArcSwap` snapshot, the hash
-//!   cache (keyed by device, inode, mtime and size) belongs to that thread;
+//!   cache (keyed by device, inode, mtime, ctime and size) belongs to that thread;
 //! * a binary not in the cache is hashed by another thread; the decision
 //!   waits at most [`HASH_DEADLINE`] and allows on timeout (the hash still
 //!   lands in the cache for the next exec);
@@ -217,7 +217,10 @@ pub fn executable_mounts() -> Vec<PathBuf> {
     out
 }
 
-type Key = (u64, u64, i64, i64, i64);
+/// Cache key: device, inode, mtime, ctime (ns) and size. ctime is in it
+/// because mtime can be set back by anyone who can write the file; ctime
+/// cannot, so a rewritten binary is always hashed again.
+type Key = (u64, u64, i64, i64, i64, i64, i64);
 
 fn key_of(fd: &impl AsFd) -> Option<Key> {
     let st = nix::sys::stat::fstat(fd).ok()?;
@@ -226,6 +229,8 @@ fn key_of(fd: &impl AsFd) -> Option<Key> {
         st.st_ino,
         st.st_mtime,
         st.st_mtime_nsec,
+        st.st_ctime,
+        st.st_ctime_nsec,
         st.st_size,
     ))
 }
