@@ -15,6 +15,9 @@
 //! * [`supervisor`]: restart the agent when it dies; a stop without the code
 //!   is a tamper event.
 //!
+//! * [`ResponseService`]: all of the above for the agent in one handle
+//!   (reconcile, watcher, exec blocker, `on_alert`).
+//!
 //! Every action returns a `vigie_event::Event` (`Payload::Response`: what,
 //! why, verified outcome, how to undo), also appended to `actions.jsonl` in
 //! the state directory.
@@ -27,12 +30,14 @@ pub mod policy;
 pub mod quarantine;
 pub mod release;
 mod responder;
+pub mod service;
 pub mod state;
 pub mod supervisor;
 
 pub use events::Cause;
 pub use isolation::{AGENT_MARK, IsolationSpec, SelfCheck, mark_socket};
 pub use responder::{IsolationState, Responder, Status};
+pub use service::{ResponseService, ServiceOptions};
 pub use state::StateDir;
 
 /// Whether BPF LSM programs could be used on this kernel: `bpf` must be in

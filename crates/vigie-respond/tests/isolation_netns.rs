@@ -578,3 +578,88 @@ fn supervised_agent_survives_kill_and_stops_with_code() {
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(second), None).is_err());
     assert!(table_present(&ep));
 }
+
+/// The agent's handle: start (reconcile + watcher), an alert through
+/// `on_alert`, and the watcher's tamper events delivered to the callback.
+#[test]
+fn response_service_for_the_agent() {
+    if !is_root() {
+        eprintln!("SKIP response_service_for_the_agent: needs root");
+        return;
+    }
+    let lab = Lab::new("r");
+    let ep = lab.endpoint.clone();
+    start_servers(&lab.outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (tx, rx) = std::sync::mpsc::channel::<vigie_event::Event>();
+    let tx = std::sync::Mutex::new(tx);
+    let st = state.clone();
+    // Started on a thread inside the endpoint namespace: the watcher thread
+    // it spawns stays there.
+    let service = in_ns(&ep, move || {
+        let (svc, reconciled) = vigie_respond::ResponseService::start(
+            &st,
+            vigie_respond::ServiceOptions::default(),
+            move |e| {
+                let _ = tx.lock().unwrap().send(e.clone());
+            },
+        )
+        .unwrap();
+        assert!(reconciled.is_empty(), "nothing to reconcile yet");
+        svc
+    });
+    let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let policy = vigie_respond::policy::Policy::from_toml(
+        "[isolation]\nresolvers = [\"10.77.0.2\"]\nprobes = [\"10.77.0.3:7000\"]\n",
+    )
+    .unwrap();
+    let host = service.responder().host().clone();
+    let alert = vigie_event::Alert {
+        id: uuid::Uuid::now_v7(),
+        time: chrono::Utc::now(),
+        host: host.clone(),
+        rule: vigie_event::RuleRef {
+            id: "svc".into(),
+            name: "critical".into(),
+            level: Some(vigie_event::Level::Critical),
+            ..Default::default()
+        },
+        events: vec![vigie_event::Event::new(
+            chrono::Utc::now(),
+            host,
+            Payload::Process(vigie_event::ProcessEvent {
+                action: vigie_event::ProcessAction::Exec,
+                process: vigie_event::Process {
+                    pid: victim.id(),
+                    ..Default::default()
+                },
+                target: None,
+                error: None,
+            }),
+        )],
+    };
+    // on_alert runs nft and ss: do it from the endpoint namespace.
+    let service = std::sync::Arc::new(service);
+    let (s2, p2, a2) = (service.clone(), policy.clone(), alert.clone());
+    let results = in_ns(&ep, move || {
+        s2.on_alert(&p2, &a2)
+            .into_iter()
+            .map(|r| r.is_ok())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(results, vec![true, true]);
+    assert!(!victim.wait().unwrap().success());
+    assert!(!tcp_ok(&ep, "10.77.0.3:7000", false));
+
+    run(&[
+        "ip", "netns", "exec", &ep, "nft", "delete", "table", "inet", "vigie",
+    ]);
+    let tamper = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("no event from the watcher");
+    assert!(matches!(&tamper.payload,
+        Payload::Health(h) if h.action == HealthAction::Tamper));
+    assert!(table_present(&ep));
+    drop(service);
+}

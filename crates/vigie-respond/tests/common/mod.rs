@@ -103,6 +103,18 @@ impl Lab {
             ]);
             run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
         }
+        // Links come up asynchronously: wait until the endpoint reaches the
+        // others, so a slow machine does not fail the "before" checks.
+        for ip in ["10.77.0.2", "10.77.0.3", "fd77::2", "fd77::3"] {
+            let t0 = std::time::Instant::now();
+            while !ping_ok(&lab.endpoint, ip) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "lab network not up: {ip}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         lab
     }
 
@@ -166,7 +178,8 @@ pub fn start_servers(ns: &str) {
     });
 }
 
-const T: Duration = Duration::from_millis(800);
+// Generous for a loaded machine; blocked cases fail at once (EPERM on output).
+const T: Duration = Duration::from_millis(1500);
 
 /// TCP connect + echo round trip.
 pub fn tcp_ok(ns: &str, addr: &str, marked: bool) -> bool {
