@@ -132,15 +132,40 @@ fn dead(pid: i32, start: u64) -> bool {
     }
 }
 
+/// Start time of a process in clock ticks since boot (/proc/PID/stat
+/// field 22), the unit the sensor's `entity_id` ("PID-TICKS") uses.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    stat(pid).map(|s| s.start)
+}
+
+/// Parse an `entity_id` of the form "PID-TICKS".
+pub fn parse_entity_id(id: &str) -> Option<(u32, u64)> {
+    let (p, t) = id.split_once('-')?;
+    Some((p.parse().ok()?, t.parse().ok()?))
+}
+
 /// Kill `root` and all its descendants; `protected` holds executable paths
-/// or process names never to kill.
-pub fn kill_tree(root: i32, protected: &[String]) -> Result<KillReport> {
+/// or process names never to kill. With `expected_start` (from the alert's
+/// `entity_id`), a pid now used by another process is refused.
+pub fn kill_tree(
+    root: i32,
+    protected: &[String],
+    expected_start: Option<u64>,
+) -> Result<KillReport> {
     if let Some(why) = protected_reason(root, protected) {
         bail!("refusing to kill pid {root}: {why}");
     }
     let Some(root_stat) = stat(root) else {
-        bail!("no process {root}");
+        bail!("no process {root} (already exited)");
     };
+    if let Some(t) = expected_start
+        && t != root_stat.start
+    {
+        bail!(
+            "pid {root} is now another process (started at tick {}, the alert's at {t}): the alerting process already exited; nothing killed",
+            root_stat.start
+        );
+    }
     let mut report = KillReport {
         root,
         root_exe: exe(root),
@@ -200,8 +225,8 @@ mod tests {
 
     #[test]
     fn refuses_init_self_and_kernel_threads() {
-        assert!(kill_tree(1, &[]).is_err());
-        assert!(kill_tree(std::process::id() as i32, &[]).is_err());
+        assert!(kill_tree(1, &[], None).is_err());
+        assert!(kill_tree(std::process::id() as i32, &[], None).is_err());
         if stat(2).is_some() {
             assert!(protected_reason(2, &[]).is_some());
         }
@@ -221,7 +246,10 @@ mod tests {
         }
         let members = tree(root);
         assert!(members.len() >= 5, "tree: {members:?}");
-        let r = kill_tree(root, &[]).unwrap();
+        let start = start_ticks(root).unwrap();
+        // A pid reused by another process: refused.
+        assert!(kill_tree(root, &[], Some(start + 1)).is_err());
+        let r = kill_tree(root, &[], Some(start)).unwrap();
         let _ = child.wait();
         assert!(r.survivors.is_empty(), "{r:?}");
         for p in &members {
@@ -240,7 +268,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        let err = kill_tree(pid, &["sleep".into()]).unwrap_err();
+        let err = kill_tree(pid, &["sleep".into()], None).unwrap_err();
         assert!(err.to_string().contains("protected"), "{err}");
         child.kill().unwrap();
         let _ = child.wait();

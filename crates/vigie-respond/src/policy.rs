@@ -119,8 +119,15 @@ impl Policy {
 /// One action to take, with its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
-    Kill { pid: u32 },
-    Quarantine { path: String },
+    /// `start_ticks` from the event's `entity_id`, so a reused pid is never
+    /// killed.
+    Kill {
+        pid: u32,
+        start_ticks: Option<u64>,
+    },
+    Quarantine {
+        path: String,
+    },
     Isolate,
 }
 
@@ -159,7 +166,13 @@ pub fn decide(policy: &Policy, alert: &Alert, host: &str) -> Vec<Action> {
                 if let Some(p) = ev.and_then(|e| e.process())
                     && p.pid > 1
                 {
-                    out.push(Action::Kill { pid: p.pid });
+                    let start_ticks = crate::kill::parse_entity_id(&p.entity_id)
+                        .filter(|(pid, _)| *pid == p.pid)
+                        .map(|(_, t)| t);
+                    out.push(Action::Kill {
+                        pid: p.pid,
+                        start_ticks,
+                    });
                 }
             }
             ActionKind::Quarantine => {
@@ -199,6 +212,7 @@ mod tests {
                 action: ProcessAction::Exec,
                 process: Process {
                     pid: 4242,
+                    entity_id: "4242-777".into(),
                     executable: "/tmp/evil".into(),
                     ..Process::default()
                 },
@@ -226,11 +240,20 @@ mod tests {
         let p = Policy::default();
         assert_eq!(
             decide(&p, &alert(Level::Critical, &[], "pc1"), "pc1"),
-            vec![Action::Kill { pid: 4242 }, Action::Isolate]
+            vec![
+                Action::Kill {
+                    pid: 4242,
+                    start_ticks: Some(777)
+                },
+                Action::Isolate
+            ]
         );
         assert_eq!(
             decide(&p, &alert(Level::High, &[], "pc1"), "pc1"),
-            vec![Action::Kill { pid: 4242 }]
+            vec![Action::Kill {
+                pid: 4242,
+                start_ticks: Some(777)
+            }]
         );
         assert!(decide(&p, &alert(Level::Medium, &[], "pc1"), "pc1").is_empty());
         // Not this host's alert.

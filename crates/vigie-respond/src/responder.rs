@@ -422,7 +422,20 @@ impl Responder {
     /// Kill a process tree (see [`crate::kill`]); the event says which
     /// processes died, verified in /proc.
     pub fn kill(&self, pid: i32, protected: &[String], cause: &Cause) -> Result<Event> {
-        let res = crate::kill::kill_tree(pid, protected);
+        self.kill_checked(pid, None, protected, cause)
+    }
+
+    /// [`Self::kill`], refusing if `pid` no longer has the start time
+    /// `expected_start` (the process the alert is about has exited and its
+    /// pid was reused).
+    pub fn kill_checked(
+        &self,
+        pid: i32,
+        expected_start: Option<u64>,
+        protected: &[String],
+        cause: &Cause,
+    ) -> Result<Event> {
+        let res = crate::kill::kill_tree(pid, protected, expected_start);
         let (outcome, detail, target) = match &res {
             Ok(r) if r.survivors.is_empty() => (
                 Outcome::Success,
@@ -612,7 +625,12 @@ impl Responder {
         actions
             .iter()
             .map(|a| match a {
-                Action::Kill { pid } => self.kill(*pid as i32, &policy.protected_processes, &cause),
+                Action::Kill { pid, start_ticks } => self.kill_checked(
+                    *pid as i32,
+                    *start_ticks,
+                    &policy.protected_processes,
+                    &cause,
+                ),
                 Action::Quarantine { path } => self.quarantine(Path::new(path), &cause),
                 Action::Isolate => {
                     // No resolvers in the policy: keep the host's own, so

@@ -342,6 +342,8 @@ fn policy_kills_and_isolates_on_critical_alert() {
 
     let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
     let pid = victim.id();
+    // As the sensor makes it: "PID-TICKS".
+    let start = vigie_respond::kill::start_ticks(pid as i32).unwrap();
     let policy = vigie_respond::policy::Policy::from_toml(
         r#"
         [isolation]
@@ -359,6 +361,7 @@ fn policy_kills_and_isolates_on_critical_alert() {
             action: vigie_event::ProcessAction::Exec,
             process: vigie_event::Process {
                 pid,
+                entity_id: format!("{pid}-{start}"),
                 executable: "/usr/bin/sleep".into(),
                 command_line: "sleep 300".into(),
                 ..Default::default()
@@ -383,7 +386,10 @@ fn policy_kills_and_isolates_on_critical_alert() {
     assert_eq!(
         planned,
         vec![
-            vigie_respond::policy::Action::Kill { pid },
+            vigie_respond::policy::Action::Kill {
+                pid,
+                start_ticks: Some(start)
+            },
             vigie_respond::policy::Action::Isolate
         ]
     );
