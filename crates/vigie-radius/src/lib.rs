@@ -9,9 +9,13 @@
 //!   `vigie_event::Event` handed to an [`EventSink`].
 
 pub mod admin;
+pub mod cli;
 pub mod crypto;
+pub mod ldap;
 pub mod packet;
+pub mod radsec;
 pub mod server;
+pub mod standalone;
 pub mod store;
 pub mod totp;
 

@@ -218,6 +218,26 @@ impl Server {
             tracing::warn!(%src, "RADIUS packet from an unknown client dropped");
             return None;
         };
+        self.handle_for(raw, src, &client).await
+    }
+
+    /// A packet received over RadSec: the shared secret is "radsec" (RFC 6614 §2.3).
+    pub async fn handle_radsec(&self, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let Some(c) = self.client_for(src.ip()) else {
+            tracing::warn!(%src, "RadSec packet from an unknown client dropped");
+            return None;
+        };
+        let client = Client {
+            name: c.name.clone(),
+            net: c.net,
+            secret: Zeroizing::new(b"radsec".to_vec()),
+            transport: c.transport,
+            require_message_authenticator: c.require_message_authenticator,
+        };
+        self.handle_for(raw, src, &client).await
+    }
+
+    async fn handle_for(&self, raw: &[u8], src: SocketAddr, client: &Client) -> Option<Vec<u8>> {
         let pkt = match Packet::decode(raw) {
             Ok(p) => p,
             Err(e) => {
@@ -245,7 +265,7 @@ impl Server {
                 }
             }
         }
-        let answer = self.handle_packet(raw, &pkt, &client, src).await;
+        let answer = self.handle_packet(raw, &pkt, client, src).await;
         let mut d = self.duplicates.lock().expect("dup lock");
         match &answer {
             Some(a) => {
@@ -395,6 +415,7 @@ impl Server {
                 reason: reason.map(str::to_string),
                 step: Some(step.to_string()),
                 calling_station_id: calling,
+                local_hour: Some(chrono::Timelike::hour(&chrono::Local::now()) as u8),
             },
         };
         self.sink.emit(Event::new(

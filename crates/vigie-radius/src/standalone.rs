@@ -1,0 +1,162 @@
+//! `vigie radius`: the RADIUS service alone (e.g. in a DMZ), with its
+//! authentication events written as ECS JSON lines and run through the
+//! detection engine with the rule pack.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use vigie_event::Event;
+
+use crate::server::{Config, PasswordBackend, Server};
+use crate::store::Store;
+
+pub struct Options {
+    pub data: PathBuf,
+    /// UDP addresses (authentication and accounting on each).
+    pub listen: Vec<SocketAddr>,
+    /// RadSec (RADIUS over TLS) listener, if any.
+    pub radsec: Option<crate::radsec::RadsecOptions>,
+    /// ECS JSON lines of every attempt: a file (appended) or "-" for stdout.
+    pub events: Option<PathBuf>,
+    /// Alerts as ECS JSON lines: a file (appended) or "-" for stdout.
+    pub alerts: Option<PathBuf>,
+    /// Rule folder; `None`: the pack next to the binary or installed.
+    pub rules: Option<PathBuf>,
+    pub ldap: Option<crate::ldap::LdapConfig>,
+}
+
+/// Where the rule pack is when `--rules` is not given: `rules/` of a source
+/// checkout the binary was built in, next to the binary, or installed.
+pub fn default_rules() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut candidates = Vec::new();
+    for anc in exe.ancestors().skip(1).take(4) {
+        candidates.push(anc.join("rules"));
+    }
+    candidates.push(PathBuf::from("/usr/share/vigie/rules"));
+    candidates.into_iter().find(|p| p.join("vpn").is_dir())
+}
+
+fn open_out(path: &Path) -> Result<Box<dyn Write + Send>> {
+    if path == Path::new("-") {
+        Ok(Box::new(std::io::stdout()))
+    } else {
+        Ok(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ))
+    }
+}
+
+/// Consume events: write them, run detection, write alerts. Returns when the
+/// sending side is dropped.
+pub fn event_loop(
+    rx: std::sync::mpsc::Receiver<Event>,
+    mut events: Option<Box<dyn Write + Send>>,
+    mut alerts: Option<Box<dyn Write + Send>>,
+    mut engine: vigie_detect::Engine,
+) {
+    for ev in rx {
+        if let Some(w) = events.as_mut() {
+            match serde_json::to_string(&ev) {
+                Ok(line) => {
+                    let _ = writeln!(w, "{line}").and_then(|_| w.flush());
+                }
+                Err(e) => tracing::error!(error = %e, "serialising event failed"),
+            }
+        }
+        for alert in engine.process(&ev) {
+            tracing::warn!(rule = %alert.rule.name, "alert");
+            if let Some(w) = alerts.as_mut()
+                && let Ok(line) = serde_json::to_string(&alert)
+            {
+                let _ = writeln!(w, "{line}").and_then(|_| w.flush());
+            }
+        }
+    }
+}
+
+pub fn run(opts: Options) -> Result<ExitCode> {
+    let rules = opts.rules.clone().or_else(default_rules);
+    let engine = match &rules {
+        Some(dir) => {
+            let (engine, report) = vigie_detect::Engine::load(&[dir]);
+            tracing::info!(rules = engine.rule_count(), correlations = engine.correlation_count(), dir = %dir.display(), "rules loaded");
+            for e in report.rules.iter().filter(|e| e.reason.is_some()) {
+                tracing::warn!(path = %e.path, reason = ?e.reason, "rule not loaded");
+            }
+            engine
+        }
+        None => {
+            tracing::warn!("no rule pack found (use --rules DIR): events are not analysed");
+            vigie_detect::Engine::empty()
+        }
+    };
+    let events = opts.events.as_deref().map(open_out).transpose()?;
+    let alerts = opts.alerts.as_deref().map(open_out).transpose()?;
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    let consumer = std::thread::spawn(move || event_loop(rx, events, alerts, engine));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async move {
+        let (store, key) = Store::open_data_dir(&opts.data).await?;
+        let ldap: Option<Arc<dyn PasswordBackend>> = opts
+            .ldap
+            .map(|c| Arc::new(crate::ldap::Ldap::new(c)) as Arc<dyn PasswordBackend>);
+        let server = Server::new(store, key, Arc::new(tx), ldap, Config::default()).await?;
+        let n = server.reload_clients().await?;
+        if n == 0 {
+            tracing::warn!("no NAS client registered: add one with `vigie mfa client add`");
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for addr in &opts.listen {
+            let sock = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("listening on udp {addr}"))?;
+            tracing::info!(%addr, "RADIUS listening (udp)");
+            tasks.spawn(server.clone().serve_udp(sock));
+        }
+        if let Some(r) = opts.radsec {
+            let addr = r.listen;
+            let acceptor = crate::radsec::acceptor(&r)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on tcp {addr}"))?;
+            tracing::info!(%addr, "RadSec listening (tls)");
+            tasks.spawn(crate::radsec::serve(server.clone(), listener, acceptor));
+        }
+        // Clients added with `vigie mfa client add` while running are picked up.
+        let reload = server.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                if let Err(e) = reload.reload_clients().await {
+                    tracing::error!(error = %e, "reloading NAS clients failed");
+                }
+            }
+        });
+        tokio::select! {
+            r = tasks.join_next() => match r {
+                Some(Ok(Err(e))) => Err(e),
+                Some(Err(e)) => Err(e.into()),
+                _ => Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("stopping");
+                Ok(())
+            }
+        }
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    let _ = consumer.join();
+    result.map(|_| ExitCode::SUCCESS)
+}
