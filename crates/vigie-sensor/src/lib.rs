@@ -1,1 +1,204 @@
-//! vigie-sensor (being built).
+//! vigie-sensor: the agent's eyes on Linux. It turns what processes do into
+//! typed [`vigie_event::Event`]s and decides nothing.
+//!
+//! * eBPF programs in C (`src/bpf/vigie.bpf.c`, CO-RE against the committed
+//!   `vmlinux.h`) on tracepoints: `sched_process_exec/fork/exit`, and the
+//!   `sys_enter_*`/`sys_exit_*` tracepoints of the file, network, DNS,
+//!   credential, ptrace and kernel-integrity syscalls, with one ring buffer
+//!   to user space and per-kind loss counters reported as health events.
+//! * A process table (seeded from /proc) gives every event its parent and
+//!   ancestors; executables are hashed (SHA-256) in user space, cached by
+//!   (device, inode, mtime, size).
+//! * A fallback sensor (netlink proc connector + fanotify) runs when eBPF
+//!   cannot load, reported as degraded mode.
+//!
+//! Main types: [`SensorConfig`] (TOML-friendly settings), [`Sensor`] (a
+//! running sensor; events arrive on the channel given to [`Sensor::start`]),
+//! [`SensorMode`].
+
+mod decode;
+mod ebpf;
+mod fallback;
+mod process;
+mod raw;
+mod syscalls;
+
+#[allow(clippy::all, dead_code, unused_imports)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/vigie.skel.rs"));
+}
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use vigie_event::{Event, Host};
+
+pub use raw::bytes_to_string;
+
+/// Sensor settings: the `[sensor]` table of the agent's TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorConfig {
+    /// Bytes of argv copied per exec (64..4095); longer argv is cut and
+    /// flagged `process.vigie.args_truncated`.
+    pub arg_max: u32,
+    /// Ring buffer size in MiB (rounded up to a power of two).
+    pub ring_buffer_mb: u32,
+    /// File events (create, write-close, rename, delete, chmod, chown, truncate).
+    pub file_events: bool,
+    /// Network events (connect, accept, listen).
+    pub network_events: bool,
+    /// DNS queries and answers (UDP/TCP port 53 payloads).
+    pub dns_events: bool,
+    /// Path prefixes whose file events are dropped in the kernel (absolute
+    /// paths as the process gave them; at most 128 bytes each).
+    pub noise_paths: Vec<String>,
+    /// Executables (exact path as exec'd) whose file, network and syscall
+    /// events are dropped in the kernel; their exec/exit are still reported.
+    pub noise_executables: Vec<String>,
+    /// Executables larger than this (MiB) are not hashed.
+    pub max_hash_mb: u64,
+    /// Run the fallback sensor even if eBPF would load (for tests and
+    /// kernels where the eBPF sensor misbehaves).
+    pub force_fallback: bool,
+    /// When eBPF cannot load, run the fallback sensor (degraded mode)
+    /// instead of failing.
+    pub fallback_on_failure: bool,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        SensorConfig {
+            arg_max: 4095,
+            ring_buffer_mb: 16,
+            file_events: true,
+            network_events: true,
+            dns_events: true,
+            noise_paths: vec!["/proc/".into(), "/sys/".into()],
+            noise_executables: Vec::new(),
+            max_hash_mb: 256,
+            force_fallback: false,
+            fallback_on_failure: true,
+        }
+    }
+}
+
+/// Which sensor is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorMode {
+    /// The eBPF sensor: everything.
+    Ebpf,
+    /// Degraded: proc connector + fanotify (exec/exit and file writes).
+    Fallback,
+}
+
+impl SensorMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorMode::Ebpf => "ebpf",
+            SensorMode::Fallback => "fallback",
+        }
+    }
+}
+
+/// A running sensor. Dropping it stops it (without waiting for the drain;
+/// call [`Sensor::stop`] to flush).
+pub struct Sensor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<()>>>,
+    mode: SensorMode,
+}
+
+/// Name of this host for events.
+pub fn host() -> Host {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let id = std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|s| s.trim().to_string());
+    Host { name, id }
+}
+
+impl Sensor {
+    /// Starts the sensor; events go to `tx` (a bounded channel: when the
+    /// consumer falls behind, the kernel ring buffer fills and the loss is
+    /// counted and reported). Returns once the probes are attached.
+    pub fn start(cfg: SensorConfig, tx: SyncSender<Event>) -> Result<Sensor> {
+        let host = host();
+        if !cfg.force_fallback {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let (c, h, t, s) = (cfg.clone(), host.clone(), tx.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name("vigie-sensor".into())
+                .spawn(move || ebpf::run(c, h, t, s, ready_tx))
+                .context("spawn sensor thread")?;
+            match ready_rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(Ok(())) => {
+                    return Ok(Sensor {
+                        stop,
+                        thread: Some(thread),
+                        mode: SensorMode::Ebpf,
+                    });
+                }
+                Ok(Err(e)) => {
+                    let _ = thread.join();
+                    if !cfg.fallback_on_failure {
+                        return Err(e.context("eBPF sensor failed to start"));
+                    }
+                    tracing::warn!(
+                        "eBPF sensor failed to start ({e:#}): running the fallback sensor"
+                    );
+                    return Self::start_fallback(cfg, tx, host, format!("{e:#}"));
+                }
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    anyhow::bail!("eBPF sensor did not start within 60 s");
+                }
+            }
+        }
+        Self::start_fallback(cfg, tx, host, "forced by configuration".into())
+    }
+
+    fn start_fallback(
+        cfg: SensorConfig,
+        tx: SyncSender<Event>,
+        host: Host,
+        why: String,
+    ) -> Result<Sensor> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = fallback::start(cfg, host, tx, stop.clone(), why)?;
+        Ok(Sensor {
+            stop,
+            thread: Some(thread),
+            mode: SensorMode::Fallback,
+        })
+    }
+
+    pub fn mode(&self) -> SensorMode {
+        self.mode
+    }
+
+    /// Stops the probes after draining what the kernel already sent.
+    pub fn stop(mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("sensor thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
