@@ -373,6 +373,8 @@ impl Drop for ExecBlocker {
 
 enum Verdict {
     Allow,
+    /// Allowed without the check it needed (fail open): recorded.
+    AllowUnchecked(String),
     Deny(String),
 }
 
@@ -419,32 +421,42 @@ fn decide_loop(
                     &reply_rx,
                 )
             }))
-            .unwrap_or(Verdict::Allow);
+            .unwrap_or_else(|_| {
+                Verdict::AllowUnchecked("internal error in the decision (fail open)".into())
+            });
             let response = match &verdict {
-                Verdict::Allow => Response::FAN_ALLOW,
+                Verdict::Allow | Verdict::AllowUnchecked(_) => Response::FAN_ALLOW,
                 Verdict::Deny(_) => Response::FAN_DENY,
             };
             if let Err(e) = fan.write_response(FanotifyResponse::new(fd, response)) {
                 tracing::warn!("fanotify answer failed: {e}");
             }
-            if let Verdict::Deny(detail) = verdict {
-                let path = fd_path(&ev).unwrap_or_default();
-                let _ = ev_tx.send(events::response(
-                    &host,
-                    "block-exec",
-                    &path,
-                    &Cause {
-                        actor: "deny-list".into(),
-                        ..Cause::default()
-                    },
+            let (outcome, detail, undo) = match verdict {
+                Verdict::Allow => continue,
+                Verdict::Deny(d) => (
                     Outcome::Success,
-                    format!(
-                        "execution denied by fanotify for pid {}: {detail}",
-                        ev.pid()
-                    ),
-                    Some(format!("vigie agent unblock {path}")),
-                ));
-            }
+                    format!("execution denied by fanotify for pid {}: {d}", ev.pid()),
+                    true,
+                ),
+                Verdict::AllowUnchecked(d) => (
+                    Outcome::Unknown,
+                    format!("execution allowed unchecked for pid {}: {d}", ev.pid()),
+                    false,
+                ),
+            };
+            let path = fd_path(&ev).unwrap_or_default();
+            let _ = ev_tx.send(events::response(
+                &host,
+                "block-exec",
+                &path,
+                &Cause {
+                    actor: "deny-list".into(),
+                    ..Cause::default()
+                },
+                outcome,
+                detail,
+                undo.then(|| format!("vigie agent unblock {path}")),
+            ));
         }
     }
 }
@@ -517,7 +529,12 @@ fn decide(
                     }
                 }
                 // Not hashed in time: allow now; the hash lands in the cache.
-                Err(_) => return Verdict::Allow,
+                Err(_) => {
+                    return Verdict::AllowUnchecked(format!(
+                        "hashing took over {} ms (the hash is cached for the next exec)",
+                        HASH_DEADLINE.as_millis()
+                    ));
+                }
             }
         }
     }
