@@ -275,6 +275,16 @@ impl ExecBlocker {
         mounts: &[PathBuf],
         on_event: impl FnMut(&Event) + Send + 'static,
     ) -> Result<Self> {
+        Self::start_with_deadline(state, mounts, HASH_DEADLINE, on_event)
+    }
+
+    /// [`Self::start`] with another hash deadline.
+    pub fn start_with_deadline(
+        state: StateDir,
+        mounts: &[PathBuf],
+        hash_deadline: Duration,
+        on_event: impl FnMut(&Event) + Send + 'static,
+    ) -> Result<Self> {
         let fan = Fanotify::init(
             InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_NONBLOCK,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
@@ -345,7 +355,7 @@ impl ExecBlocker {
         {
             let stop = stop.clone();
             threads.push(std::thread::spawn(move || {
-                decide_loop(fan, stop, list, job_tx, ev_tx);
+                decide_loop(fan, stop, list, job_tx, ev_tx, hash_deadline);
             }));
         }
         Ok(ExecBlocker { stop, threads })
@@ -384,11 +394,18 @@ fn decide_loop(
     list: Arc<ArcSwap<DenyList>>,
     job_tx: mpsc::Sender<HashJob>,
     ev_tx: mpsc::Sender<Event>,
+    hash_deadline: Duration,
 ) {
     let host = crate::state::this_host();
     let me = std::process::id() as i32;
     let mut cache: HashMap<Key, String> = HashMap::new();
     let (reply_tx, reply_rx) = mpsc::channel::<(Key, String)>();
+    let hashing = Hashing {
+        job_tx,
+        reply_tx,
+        reply_rx,
+        deadline: hash_deadline,
+    };
     while !stop.load(Ordering::Relaxed) {
         let mut pfd = [PollFd::new(fan.as_fd(), PollFlags::POLLIN)];
         match poll(&mut pfd, PollTimeout::from(100u16)) {
@@ -411,15 +428,7 @@ fn decide_loop(
         for ev in evs {
             let Some(fd) = ev.fd() else { continue };
             let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                decide(
-                    &ev,
-                    me,
-                    &list.load(),
-                    &mut cache,
-                    &job_tx,
-                    &reply_tx,
-                    &reply_rx,
-                )
+                decide(&ev, me, &list.load(), &mut cache, &hashing)
             }))
             .unwrap_or_else(|_| {
                 Verdict::AllowUnchecked("internal error in the decision (fail open)".into())
@@ -468,15 +477,28 @@ fn fd_path(ev: &FanotifyEvent) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+/// The decision thread's side of the hasher.
+struct Hashing {
+    job_tx: mpsc::Sender<HashJob>,
+    reply_tx: mpsc::Sender<(Key, String)>,
+    reply_rx: mpsc::Receiver<(Key, String)>,
+    deadline: Duration,
+}
+
 fn decide(
     ev: &FanotifyEvent,
     me: i32,
     list: &DenyList,
     cache: &mut HashMap<Key, String>,
-    job_tx: &mpsc::Sender<HashJob>,
-    reply_tx: &mpsc::Sender<(Key, String)>,
-    reply_rx: &mpsc::Receiver<(Key, String)>,
+    hashing: &Hashing,
 ) -> Verdict {
+    let Hashing {
+        job_tx,
+        reply_tx,
+        reply_rx,
+        deadline: hash_deadline,
+    } = hashing;
+    let hash_deadline = *hash_deadline;
     if ev.pid() == me || list.is_empty() {
         return Verdict::Allow;
     }
@@ -517,7 +539,7 @@ fn decide(
         {
             return Verdict::Allow;
         }
-        let deadline = std::time::Instant::now() + HASH_DEADLINE;
+        let deadline = std::time::Instant::now() + hash_deadline;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match reply_rx.recv_timeout(left) {
@@ -532,7 +554,7 @@ fn decide(
                 Err(_) => {
                     return Verdict::AllowUnchecked(format!(
                         "hashing took over {} ms (the hash is cached for the next exec)",
-                        HASH_DEADLINE.as_millis()
+                        hash_deadline.as_millis()
                     ));
                 }
             }

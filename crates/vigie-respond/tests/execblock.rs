@@ -22,7 +22,13 @@ fn helper_exec_blocker() {
     let dir = std::env::var("VIGIE_STATE_DIR").unwrap();
     let mark = std::env::var("VIGIE_TEST_MARK").unwrap();
     let state = StateDir::open(&dir).unwrap();
-    let _b = ExecBlocker::start(state, &[PathBuf::from(mark)], |_| {}).unwrap();
+    let deadline = std::env::var("VIGIE_TEST_DEADLINE_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(vigie_respond::execblock::HASH_DEADLINE);
+    let _b =
+        ExecBlocker::start_with_deadline(state, &[PathBuf::from(mark)], deadline, |_| {}).unwrap();
     println!("READY");
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -219,4 +225,70 @@ fn exec_blocking() {
     drop(guard);
     // And the host is usable: the once-denied binary runs without a listener.
     assert_eq!(exec_result(&bad), Ok(true));
+}
+
+/// A binary that cannot be hashed within the deadline runs (fail open) and
+/// the run is recorded as unchecked; the hash lands in the cache, so the next
+/// exec of the same file is denied.
+#[test]
+fn hash_deadline_fails_open_then_caches() {
+    if !is_root() {
+        eprintln!("SKIP hash_deadline_fails_open_then_caches: needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=96m",
+        "vigie-test2",
+        mnt.to_str().unwrap(),
+    ]);
+    let _mount = Tmpfs(mnt.clone());
+    // A real executable made big (the loader ignores trailing bytes), so
+    // hashing it takes far longer than the 0 ms deadline.
+    let big = mnt.join("big");
+    let mut bytes = std::fs::read("/usr/bin/true").unwrap();
+    bytes.resize(bytes.len() + 48 * 1024 * 1024, 0x5a);
+    std::fs::write(&big, &bytes).unwrap();
+    std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    drop(bytes);
+    let state_dir = tmp.path().join("state");
+    let r = Responder::open(&state_dir).unwrap();
+    let h = vigie_respond::quarantine::sha256_file(&big).unwrap();
+    r.block(DenyEntry::Sha256(h), false, &Cause::user())
+        .unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_exec_blocker", "--ignored", "--nocapture"])
+        .env("VIGIE_STATE_DIR", &state_dir)
+        .env("VIGIE_TEST_MARK", &mnt)
+        .env("VIGIE_TEST_DEADLINE_MS", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _guard = ChildGuard(child);
+    assert!(
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("READY"))
+    );
+    assert_eq!(exec_result(&big), Ok(true), "first exec must fail open");
+    wait_for("the hash in the cache", Duration::from_secs(10), || {
+        exec_result(&big) == Err(libc::EPERM)
+    });
+    let state = StateDir::open(&state_dir).unwrap();
+    wait_for("the unchecked event", Duration::from_secs(3), || {
+        state.last_actions(100).unwrap().iter().any(|e| {
+            matches!(&e.payload, Payload::Response(r)
+                if r.response.action == "block-exec" && r.outcome == Outcome::Unknown)
+        })
+    });
 }
