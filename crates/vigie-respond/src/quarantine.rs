@@ -32,6 +32,10 @@ pub struct QuarantineMeta {
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
     pub quarantined_at: chrono::DateTime<chrono::Utc>,
+    /// Hard links the file had: more than 1 means the content is still
+    /// reachable under other names after quarantine.
+    #[serde(default)]
+    pub nlink: u64,
 }
 
 fn dir(state: &StateDir) -> PathBuf {
@@ -89,6 +93,7 @@ pub fn quarantine(state: &StateDir, path: &Path) -> Result<QuarantineMeta> {
         atime: (md.atime(), md.atime_nsec()),
         mtime: (md.mtime(), md.mtime_nsec()),
         quarantined_at: chrono::Utc::now(),
+        nlink: md.nlink(),
     };
     let qdir = dir(state).join(&meta.id);
     fs::create_dir_all(&qdir).with_context(|| format!("cannot create {}", qdir.display()))?;

@@ -482,14 +482,27 @@ impl Responder {
                 "quarantine",
                 &m.original_path,
                 cause,
-                if Path::new(&m.original_path).exists() {
+                if Path::new(&m.original_path).exists() || m.nlink > 1 {
                     Outcome::Failure
                 } else {
                     Outcome::Success
                 },
                 format!(
-                    "moved to quarantine id {} (sha256 {}, {} bytes, mode {:o}, owner {}:{}); original path verified empty",
-                    m.id, m.sha256, m.size, m.mode, m.uid, m.gid
+                    "moved to quarantine id {} (sha256 {}, {} bytes, mode {:o}, owner {}:{}); original path verified empty{}",
+                    m.id,
+                    m.sha256,
+                    m.size,
+                    m.mode,
+                    m.uid,
+                    m.gid,
+                    if m.nlink > 1 {
+                        format!(
+                            "; BUT {} other hard link(s) to the same content remain elsewhere (find / -samefile)",
+                            m.nlink - 1
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
                 Some(format!("vigie agent restore {}", m.id)),
             ),

@@ -74,4 +74,20 @@ fn quarantine_restore_round_trip() {
         r.quarantine(tmp.path(), &Cause::user()).is_err(),
         "a directory"
     );
+
+    // A file with another hard link: quarantined, but reported as incomplete.
+    let linked = tmp.path().join("linked");
+    let other = tmp.path().join("other-name");
+    std::fs::write(&linked, b"x").unwrap();
+    std::fs::hard_link(&linked, &other).unwrap();
+    let ev = r.quarantine(&linked, &Cause::user()).unwrap();
+    let Payload::Response(resp) = &ev.payload else {
+        panic!()
+    };
+    assert_eq!(resp.outcome, Outcome::Failure);
+    assert!(
+        resp.response.detail.contains("hard link"),
+        "{}",
+        resp.response.detail
+    );
 }
