@@ -104,13 +104,16 @@ fn load<'a>(
     let mut c = [0u8; 16];
     c[0..4].copy_from_slice(&cfg.arg_max.clamp(64, 4095).to_ne_bytes());
     c[4..8].copy_from_slice(&std::process::id().to_ne_bytes());
+    c[8..12].copy_from_slice(&u32::from(cfg.ignore_self).to_ne_bytes());
     skel.maps
         .cfg
         .update(&0u32.to_ne_bytes(), &c, MapFlags::ANY)?;
     // The agent's own file and network activity is noise.
-    skel.maps
-        .muted
-        .update(&std::process::id().to_ne_bytes(), &[1], MapFlags::ANY)?;
+    if cfg.ignore_self {
+        skel.maps
+            .muted
+            .update(&std::process::id().to_ne_bytes(), &[1], MapFlags::ANY)?;
+    }
     for p in &cfg.noise_paths {
         let b = p.as_bytes();
         if b.is_empty() || b.len() > 128 {

@@ -61,6 +61,9 @@ pub struct SensorConfig {
     /// Executables (exact path as exec'd) whose file, network and syscall
     /// events are dropped in the kernel; their exec/exit are still reported.
     pub noise_executables: Vec<String>,
+    /// Drop the agent's own file and network events in the kernel (its
+    /// output files would otherwise feed back into the sensor).
+    pub ignore_self: bool,
     /// Executables larger than this (MiB) are not hashed.
     pub max_hash_mb: u64,
     /// Run the fallback sensor even if eBPF would load (for tests and
@@ -81,6 +84,7 @@ impl Default for SensorConfig {
             dns_events: true,
             noise_paths: vec!["/proc/".into(), "/sys/".into()],
             noise_executables: Vec::new(),
+            ignore_self: true,
             max_hash_mb: 256,
             force_fallback: false,
             fallback_on_failure: true,

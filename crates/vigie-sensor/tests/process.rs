@@ -8,13 +8,12 @@ use std::time::Duration;
 use common::Harness;
 use sha2::{Digest, Sha256};
 use vigie_event::{Payload, ProcessAction};
-use vigie_sensor::SensorConfig;
 
 const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn exec_of_sh_has_argv_cwd_parent_chain_and_sha256() {
-    let mut h = Harness::start(SensorConfig::default());
+    let mut h = Harness::start(common::cfg());
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("vigie-exec-{}", std::process::id());
     let child = Command::new("/bin/sh")
@@ -92,7 +91,7 @@ fn process_started_before_the_sensor_has_ancestry() {
     let mut early = KillOnDrop(early);
     let early_pid = early.0.id();
     std::thread::sleep(Duration::from_millis(200));
-    let mut h = Harness::start(SensorConfig::default());
+    let mut h = Harness::start(common::cfg());
     std::fs::write(&go, b"").unwrap();
     early.0.wait().unwrap();
     let exec = h
@@ -115,7 +114,7 @@ fn process_started_before_the_sensor_has_ancestry() {
 #[test]
 fn process_that_exits_at_once_is_complete() {
     // Exit before user space could look at /proc: everything comes from the kernel.
-    let mut h = Harness::start(SensorConfig::default());
+    let mut h = Harness::start(common::cfg());
     let st = Command::new("/bin/true")
         .arg("vigie-quick")
         .status()

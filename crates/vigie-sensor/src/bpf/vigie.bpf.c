@@ -147,8 +147,8 @@ struct exe_key {
 struct config {
 	u32 arg_max;
 	u32 self_tgid;
-	u32 file_events;
-	u32 net_events;
+	u32 ignore_self;
+	u32 pad;
 };
 
 struct {
@@ -466,7 +466,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (bpf_map_lookup_elem(&noise_exes, &ek)) {
 		u8 one = 1;
 		bpf_map_update_elem(&muted, &tgid, &one, BPF_ANY);
-	} else if (tgid != c->self_tgid) {
+	} else if (tgid != c->self_tgid || !c->ignore_self) {
 		bpf_map_delete_elem(&muted, &tgid);
 	}
 

@@ -71,6 +71,14 @@ impl Drop for Harness {
     }
 }
 
+/// The default configuration, but the test process's own events are kept.
+pub fn cfg() -> SensorConfig {
+    SensorConfig {
+        ignore_self: false,
+        ..SensorConfig::default()
+    }
+}
+
 pub fn is_exec_of(e: &Event, pid: u32) -> bool {
     matches!(&e.payload, Payload::Process(p) if p.action == vigie_event::ProcessAction::Exec && p.process.pid == pid)
 }

@@ -1,0 +1,137 @@
+//! Root integration tests: file and network events from real syscalls.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::Harness;
+use vigie_event::{FileAction, NetworkAction, Payload};
+
+const T: Duration = Duration::from_secs(10);
+
+fn file_event(h: &mut Harness, action: FileAction, path: &str) -> Option<vigie_event::FileEvent> {
+    let me = std::process::id();
+    h.wait_for(T, |e| {
+        matches!(&e.payload, Payload::File(f) if f.action == action && f.file.path == path && f.process.pid == me)
+    })
+    .map(|e| match e.payload {
+        Payload::File(f) => f,
+        _ => unreachable!(),
+    })
+}
+
+#[test]
+fn create_write_rename_chmod_unlink_of_a_temp_file() {
+    let mut h = Harness::start(common::cfg());
+    let dir = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(dir.path()).unwrap();
+    let a = dir.join("report.txt");
+    let b = dir.join("report.locked");
+    {
+        let mut f = std::fs::File::create(&a).unwrap();
+        for _ in 0..100 {
+            f.write_all(b"0123456789").unwrap();
+        }
+    } // close: one write event for the session
+    std::fs::rename(&a, &b).unwrap();
+    std::fs::set_permissions(&b, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    std::fs::remove_file(&b).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    file_event(&mut h, FileAction::Create, a).expect("create");
+    let w = file_event(&mut h, FileAction::Write, a).expect("write on close");
+    assert_eq!(w.file.vigie.bytes_written, Some(1000));
+    let r = file_event(&mut h, FileAction::Rename, b).expect("rename");
+    assert_eq!(r.file.vigie.original_path.as_deref(), Some(a));
+    let c = file_event(&mut h, FileAction::Chmod, b).expect("chmod");
+    assert!(c.file.vigie.setuid);
+    assert_eq!(c.file.mode.as_deref(), Some("4755"));
+    file_event(&mut h, FileAction::Delete, b).expect("unlink");
+    // One write session, one event: not one per write().
+    let writes = h
+        .seen
+        .iter()
+        .filter(|e| matches!(&e.payload, Payload::File(f) if f.action == FileAction::Write && f.file.path == a))
+        .count();
+    assert_eq!(writes, 1);
+}
+
+#[test]
+fn relative_paths_are_made_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(dir.path()).unwrap();
+    let mut h = Harness::start(common::cfg());
+    // A child with its own cwd so the test process's cwd is left alone.
+    let st = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "echo x > rel.txt && mv rel.txt rel2.txt && rm rel2.txt",
+        ])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let want = dir.join("rel2.txt");
+    let want = want.to_str().unwrap();
+    let ev = h
+        .wait_for(T, |e| matches!(&e.payload, Payload::File(f) if f.action == FileAction::Rename && f.file.path == want))
+        .expect("rename with absolute path");
+    let Payload::File(f) = &ev.payload else {
+        unreachable!()
+    };
+    assert_eq!(
+        f.file.vigie.original_path.as_deref(),
+        Some(dir.join("rel.txt").to_str().unwrap())
+    );
+    h.wait_for(T, |e| matches!(&e.payload, Payload::File(f) if f.action == FileAction::Delete && f.file.path == want))
+        .expect("delete with absolute path");
+}
+
+#[test]
+fn tcp_connect_accept_listen_on_loopback() {
+    let mut h = Harness::start(common::cfg());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let (_server, _) = listener.accept().unwrap();
+    let me = std::process::id();
+    let net = |h: &mut Harness, action: NetworkAction| {
+        h.wait_for(T, |e| matches!(&e.payload, Payload::Network(n) if n.action == action && n.process.pid == me && (n.destination.port == Some(port) || n.source.port == Some(port))))
+            .map(|e| match e.payload { Payload::Network(n) => n, _ => unreachable!() })
+    };
+    let l = net(&mut h, NetworkAction::Listen).expect("listen");
+    assert_eq!(l.destination.port, Some(port));
+    let c = net(&mut h, NetworkAction::Connect).expect("connect");
+    assert_eq!(c.destination.ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(c.destination.port, Some(port));
+    assert_eq!(c.transport, vigie_event::Transport::Tcp);
+    let a = net(&mut h, NetworkAction::Accept).expect("accept");
+    assert_eq!(
+        a.source.port,
+        Some(cport),
+        "accept: the remote side is the client"
+    );
+    assert_eq!(a.destination.port, Some(port));
+}
+
+#[test]
+fn ipv6_connect() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here");
+        return;
+    };
+    let mut h = Harness::start(common::cfg());
+    let port = listener.local_addr().unwrap().port();
+    let _c = TcpStream::connect(("::1", port)).unwrap();
+    let me = std::process::id();
+    let ev = h
+        .wait_for(T, |e| matches!(&e.payload, Payload::Network(n) if n.action == NetworkAction::Connect && n.process.pid == me && n.destination.port == Some(port)))
+        .expect("connect over IPv6");
+    let Payload::Network(n) = &ev.payload else {
+        unreachable!()
+    };
+    assert_eq!(n.destination.ip, Some("::1".parse().unwrap()));
+}
