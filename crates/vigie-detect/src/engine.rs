@@ -390,20 +390,9 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
         rule_group.push(g);
         grouped[g].push(compiled);
     }
-    let mut groups: Vec<Group> = grouped
-        .into_iter()
-        .zip(keys)
-        .map(|(compiled, (product, category, service))| {
-            let mut engine = rsigma_eval::Engine::new();
-            engine.extend_compiled_rules(compiled);
-            Group {
-                product,
-                category,
-                service,
-                engine,
-            }
-        })
-        .collect();
+    // Building a group's indexes (Aho-Corasick automata) is most of the load
+    // time after parsing: spread the groups over the cores.
+    let mut groups = build_groups(grouped, keys);
 
     // Filters change the rules they name (or all rules of their logsource).
     for (filter, at) in filters {
@@ -446,6 +435,71 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
     Engine {
         detector: Detector::new(shared),
     }
+}
+
+fn build_groups(grouped: Vec<Vec<CompiledRule>>, keys: Vec<GroupKey>) -> Vec<Group> {
+    let build = |compiled: Vec<CompiledRule>, (product, category, service): GroupKey| {
+        let mut engine = rsigma_eval::Engine::new();
+        engine.extend_compiled_rules(compiled);
+        Group {
+            product,
+            category,
+            service,
+            engine,
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let all_keys = keys.clone();
+    let mut jobs: Vec<(usize, Vec<CompiledRule>, GroupKey)> = grouped
+        .into_iter()
+        .zip(keys)
+        .enumerate()
+        .map(|(i, (c, k))| (i, c, k))
+        .collect();
+    if threads <= 1 || jobs.len() <= 1 {
+        return jobs.into_iter().map(|(_, c, k)| build(c, k)).collect();
+    }
+    // Largest groups first, dealt round-robin so the threads finish together.
+    jobs.sort_by_key(|(_, c, _)| std::cmp::Reverse(c.len()));
+    let mut shares: Vec<Vec<(usize, Vec<CompiledRule>, GroupKey)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let mut load = vec![0usize; threads];
+    for job in jobs {
+        let t = (0..threads).min_by_key(|&t| load[t]).unwrap_or(0);
+        load[t] += job.1.len();
+        shares[t].push(job);
+    }
+    let total: usize = shares.iter().map(Vec::len).sum();
+    let mut slots: Vec<Option<Group>> = (0..total).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(i, c, k)| (i, build(c, k)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(built) => {
+                    for (i, g) in built {
+                        slots[i] = Some(g);
+                    }
+                }
+                Err(_) => tracing::error!("a rule index thread panicked"),
+            }
+        }
+    });
+    // A group whose thread panicked stays, empty, so indices keep their meaning.
+    slots
+        .into_iter()
+        .zip(all_keys)
+        .map(|(g, k)| g.unwrap_or_else(|| build(Vec::new(), k)))
+        .collect()
 }
 
 /// Sigma: a `temporal` correlation without a condition fires when all its
