@@ -143,6 +143,10 @@ pub struct IsolateArgs {
     /// Why (recorded with the action).
     #[arg(long)]
     pub reason: Option<String>,
+    /// Start from the `[isolation]` section of this response policy (TOML);
+    /// --allow, --resolver and --manager add to it.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -157,17 +161,18 @@ pub fn run(action: AgentAction, state_dir: Option<&Path>) -> Result<ExitCode> {
     match action {
         AgentAction::Isolate(a) => {
             let r = Responder::open(&dir)?;
-            let resolvers = if a.resolver.is_empty() {
-                vigie_respond::isolation::system_resolvers()
-            } else {
-                a.resolver
+            let mut spec = match &a.policy {
+                Some(p) => vigie_respond::policy::Policy::load(p)?.isolation,
+                None => IsolationSpec::default(),
             };
-            let spec = IsolationSpec {
-                allow: a.allow,
-                resolvers,
-                manager: a.manager,
-                probes: Vec::new(),
-            };
+            spec.allow.extend(a.allow);
+            spec.resolvers.extend(a.resolver);
+            if spec.resolvers.is_empty() {
+                spec.resolvers = vigie_respond::isolation::system_resolvers();
+            }
+            if a.manager.is_some() {
+                spec.manager = a.manager;
+            }
             let ev = r.isolate(&spec, &Cause::user().with_reason(a.reason))?;
             Ok(report(&ev))
         }
