@@ -67,8 +67,12 @@ fn check(args: CheckArgs, verbose: bool) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
-        CheckFormat::Text => write!(out, "{}", vigie_detect::render_report(&report, args.all || verbose))
-            .context("writing the report")?,
+        CheckFormat::Text => write!(
+            out,
+            "{}",
+            vigie_detect::render_report(&report, args.all || verbose)
+        )
+        .context("writing the report")?,
     }
     Ok(if report.nothing_read() {
         eprintln!("vigie: no rule could be read in the given folders");
