@@ -636,7 +636,17 @@ impl Detector {
         let view = SigmaView::new(event);
         let mut results: Vec<EvaluationResult> = Vec::new();
         for &g in route {
-            let found = self.shared.groups[g as usize].engine.evaluate(&view);
+            let group = &self.shared.groups[g as usize];
+            // A bug in the engine on one odd event must not stop the stream.
+            let found = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                group.engine.evaluate(&view)
+            })) {
+                Ok(found) => found,
+                Err(_) => {
+                    tracing::error!(event = %event.id, "rule evaluation panicked; event skipped for this rule group");
+                    continue;
+                }
+            };
             if results.is_empty() {
                 results = found;
             } else {

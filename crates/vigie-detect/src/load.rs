@@ -128,8 +128,20 @@ fn uses_actions(text: &str) -> bool {
     text.lines().any(|l| l.starts_with("action:"))
 }
 
-/// Parses and compiles every document of a source.
+/// Parses and compiles every document of a source; a panic in the parser is
+/// reported as an error of that file instead of losing its neighbours.
 pub(crate) fn parse_source(source: &Source) -> Vec<Parsed> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_source_inner(source))) {
+        Ok(parsed) => parsed,
+        Err(_) => vec![Parsed {
+            entry: entry(&source.name, None, RuleKind::Unknown, RuleStatus::Error)
+                .with_reason("the rule parser crashed on this file".into()),
+            item: None,
+        }],
+    }
+}
+
+fn parse_source_inner(source: &Source) -> Vec<Parsed> {
     let text = match &source.text {
         Ok(t) => t,
         Err(reason) => {
