@@ -27,6 +27,10 @@ enum Command {
     /// Check, list and update detection rules.
     #[command(subcommand)]
     Rules(cmd::rules::Command),
+    /// VPN two-factor administration: NAS clients, users, enrolment (QR code).
+    Mfa(cmd::mfa::Args),
+    /// Run the VPN two-factor RADIUS / RadSec service alone.
+    Radius(cmd::radius::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hunt(args) => cmd::hunt::run(args),
         Command::Rules(command) => cmd::rules::run(command, cli.verbose),
+        Command::Mfa(args) => cmd::mfa::run(args),
+        Command::Radius(args) => cmd::radius::run(args),
     };
     match result {
         Ok(code) => code,

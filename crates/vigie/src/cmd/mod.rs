@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 pub mod agent_actions;
 pub mod hunt;
+pub mod mfa;
+pub mod radius;
 pub mod rules;
 
 /// `tracing` to stderr; `RUST_LOG` wins over `-v`.

@@ -1,0 +1,98 @@
+//! `vigie radius`: the RADIUS / RadSec service alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run the VPN two-factor RADIUS service alone (for a DMZ; `vigie manager`
+/// runs the same service itself). VPN gateways registered with
+/// `vigie mfa client add` authenticate users with password + TOTP code.
+/// Every attempt is an ECS authentication event, run through the detection
+/// rules (brute force, password spraying, ...).
+///
+/// Example:
+///   vigie radius --data /var/lib/vigie --events /var/log/vigie/auth.jsonl --alerts -
+#[derive(clap::Args)]
+#[command(
+    verbatim_doc_comment,
+    after_help = "Gateways registered with `vigie mfa client add` authenticate users with
+password + TOTP code. Every attempt is an ECS authentication event, run through
+the detection rules (brute force, password spraying, ...).
+
+Example:
+  vigie radius --data /var/lib/vigie --events /var/log/vigie/auth.jsonl --alerts -"
+)]
+pub struct Args {
+    /// Data folder (same as `vigie mfa --data` and `vigie manager --data`).
+    #[arg(long, default_value = "/var/lib/vigie", value_name = "DIR")]
+    data: PathBuf,
+    /// UDP address(es) to serve (authentication and accounting on each).
+    #[arg(long, value_name = "ADDR", default_values = ["0.0.0.0:1812", "0.0.0.0:1813"])]
+    listen: Vec<SocketAddr>,
+    /// Also serve RadSec (RADIUS over TLS) here, e.g. 0.0.0.0:2083; needs
+    /// --tls-cert, --tls-key and --tls-client-ca.
+    #[arg(long, value_name = "ADDR")]
+    radsec: Option<SocketAddr>,
+    /// Server certificate chain (PEM) for RadSec.
+    #[arg(long, value_name = "FILE", requires = "radsec")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for RadSec.
+    #[arg(long, value_name = "FILE", requires = "radsec")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs the gateways' client certificates for RadSec.
+    #[arg(long, value_name = "FILE", requires = "radsec")]
+    tls_client_ca: Option<PathBuf>,
+    /// Write every attempt as an ECS JSON line to FILE (appended), or "-" for stdout.
+    #[arg(long, value_name = "FILE|-")]
+    events: Option<PathBuf>,
+    /// Write alerts as ECS JSON lines to FILE (appended), or "-" for stdout.
+    #[arg(long, value_name = "FILE|-")]
+    alerts: Option<PathBuf>,
+    /// Rule folder [default: rules/ next to the binary, or /usr/share/vigie/rules].
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// LDAP / Active Directory for users added with `--ldap`: ldap://host or ldaps://host.
+    #[arg(long, value_name = "URL")]
+    ldap_url: Option<String>,
+    /// Bind name template with {user}: "uid={user},ou=people,dc=example,dc=org",
+    /// "{user}@corp.example" (UPN) or "CORP\{user}" (sAMAccountName).
+    #[arg(long, value_name = "TEMPLATE", requires = "ldap_url")]
+    ldap_bind: Option<String>,
+    /// Use StartTLS on an ldap:// URL.
+    #[arg(long, requires = "ldap_url")]
+    ldap_starttls: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let radsec = match (args.radsec, args.tls_cert, args.tls_key, args.tls_client_ca) {
+        (Some(listen), Some(cert), Some(key), Some(client_ca)) => {
+            Some(vigie_radius::radsec::RadsecOptions {
+                listen,
+                cert,
+                key,
+                client_ca,
+            })
+        }
+        (None, ..) => None,
+        _ => anyhow::bail!("--radsec needs --tls-cert, --tls-key and --tls-client-ca"),
+    };
+    let ldap = match (args.ldap_url, args.ldap_bind) {
+        (Some(url), Some(bind_template)) => Some(vigie_radius::ldap::LdapConfig {
+            url,
+            starttls: args.ldap_starttls,
+            bind_template,
+            timeout: std::time::Duration::from_secs(5),
+        }),
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!("--ldap-url needs --ldap-bind"),
+    };
+    vigie_radius::standalone::run(vigie_radius::standalone::Options {
+        data: args.data,
+        listen: args.listen,
+        radsec,
+        events: args.events,
+        alerts: args.alerts,
+        rules: args.rules,
+        ldap,
+    })
+}
