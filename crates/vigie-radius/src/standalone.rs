@@ -38,6 +38,8 @@ pub fn default_rules() -> Option<PathBuf> {
         candidates.push(anc.join("rules"));
     }
     candidates.push(PathBuf::from("/usr/share/vigie/rules"));
+    // The checkout this binary was built from (development, CI).
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules"));
     candidates.into_iter().find(|p| p.join("vpn").is_dir())
 }
 
