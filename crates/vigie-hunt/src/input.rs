@@ -366,6 +366,11 @@ fn flatten_data(data: &Value, out: &mut Map<String, Value>) {
                     Value::Object(inner) if inner.contains_key("#text") => inner["#text"].clone(),
                     other => other.clone(),
                 };
+                // Some providers (Windows Defender) name data with spaces
+                // ("Threat Name"); Sigma's taxonomy writes them without.
+                if k.contains(' ') {
+                    out.insert(k.replace(' ', ""), v.clone());
+                }
                 out.insert(k.clone(), v);
             }
         }

@@ -7,6 +7,7 @@ pub mod hunt;
 pub mod mfa;
 pub mod radius;
 pub mod rules;
+pub mod rules_update;
 
 /// `tracing` to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_logging(verbose: u8) {

@@ -1,4 +1,4 @@
-//! `vigie rules`: check (and later update) detection rules.
+//! `vigie rules`: check and update detection rules.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ pub enum Command {
     /// Load Sigma rules and report, per rule, whether it loaded and why not.
     #[command(after_long_help = CHECK_HELP)]
     Check(CheckArgs),
+    /// Download, verify and install SigmaHQ's rules into your rule folder.
+    #[command(after_long_help = super::rules_update::UPDATE_HELP)]
+    Update(super::rules_update::UpdateArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +59,7 @@ enum CheckFormat {
 pub fn run(command: Command, verbose: u8) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(args) => check(args, verbose > 0),
+        Command::Update(args) => super::rules_update::run(args),
     }
 }
 
