@@ -16,12 +16,17 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(cfg: SensorConfig) -> Harness {
+        Self::start_with_channel(cfg, 1 << 16)
+    }
+
+    /// With a channel of `cap` events (small: the consumer falls behind fast).
+    pub fn start_with_channel(cfg: SensorConfig, cap: usize) -> Harness {
         assert_eq!(
             unsafe { libc::geteuid() },
             0,
             "these tests load eBPF programs and must run as root"
         );
-        let (tx, rx) = sync_channel(1 << 16);
+        let (tx, rx) = sync_channel(cap);
         let sensor = Sensor::start(cfg, tx).expect("sensor starts");
         Harness {
             sensor: Some(sensor),
