@@ -24,6 +24,9 @@ struct Cli {
 enum Command {
     /// Hunt for attacks in log files (EVTX, JSON lines) with Sigma rules.
     Hunt(cmd::hunt::Args),
+    /// Run the manager (agents' enrolment and ingest, API), or administer it
+    /// (enrolment tokens, agents, users).
+    Manager(cmd::manager::Args),
     /// Check, list and update detection rules.
     #[command(subcommand)]
     Rules(cmd::rules::Command),
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Hunt(args) => cmd::hunt::run(args),
+        Command::Manager(args) => cmd::manager::run(args),
         Command::Rules(command) => cmd::rules::run(command, cli.verbose),
         Command::Mfa(args) => cmd::mfa::run(args),
         Command::Radius(args) => cmd::radius::run(args),

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 pub mod agent_actions;
 pub mod hunt;
+pub mod manager;
 pub mod mfa;
 pub mod radius;
 pub mod rules;
