@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the endpoint agent (eBPF sensor + detection), or act on it
+    /// (isolate, release, status...).
+    Agent(cmd::agent::Args),
     /// Hunt for attacks in log files (EVTX, JSON lines) with Sigma rules.
     Hunt(cmd::hunt::Args),
     /// Run the manager (agents' enrolment and ingest, API), or administer it
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Hunt(args) => cmd::hunt::run(args),
         Command::Manager(args) => cmd::manager::run(args),
         Command::Rules(command) => cmd::rules::run(command, cli.verbose),

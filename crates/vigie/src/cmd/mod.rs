@@ -1,7 +1,7 @@
 //! One module per subcommand: `Args`/`Command` (clap) and `run`.
 
+pub mod agent;
 // Mounted under `vigie agent` by cmd/agent.rs.
-#[allow(dead_code)]
 pub mod agent_actions;
 pub mod hunt;
 pub mod manager;
