@@ -68,8 +68,14 @@ fn read_info(dir: &str) -> Result<Info> {
 async fn agents(dir: &str, n: usize, seconds: u64) -> Result<()> {
     let info = read_info(dir)?;
     // Enrolment tokens are created by the manager's store directly.
-    let store = vigie_manager::store::Store::connect(&vigie_manager::store::Store::sqlite_url(std::path::Path::new(dir))).await?;
-    let pki = vigie_manager::pki::Pki::load_or_create(&std::path::Path::new(dir).join("pki"), &vigie_manager::default_names())?;
+    let store = vigie_manager::store::Store::connect(&vigie_manager::store::Store::sqlite_url(
+        std::path::Path::new(dir),
+    ))
+    .await?;
+    let pki = vigie_manager::pki::Pki::load_or_create(
+        &std::path::Path::new(dir).join("pki"),
+        &vigie_manager::default_names(),
+    )?;
     let url = format!("https://localhost:{}", info.agent);
     let state = tempfile::tempdir()?;
     let t0 = Instant::now();
@@ -109,10 +115,17 @@ async fn agents(dir: &str, n: usize, seconds: u64) -> Result<()> {
     while start.elapsed() < Duration::from_secs(seconds) {
         let id = &ids[(k * 7919) % ids.len()];
         k += 1;
-        let kind = if k % 2 == 0 { "release" } else { "isolate" };
+        let kind = if k.is_multiple_of(2) {
+            "release"
+        } else {
+            "isolate"
+        };
         let t = Instant::now();
         let r = client
-            .post(format!("https://localhost:{}/api/v1/hosts/{}/{kind}", info.api, id.host_id))
+            .post(format!(
+                "https://localhost:{}/api/v1/hosts/{}/{kind}",
+                info.api, id.host_id
+            ))
             .bearer_auth(&info.token)
             .json(&serde_json::json!({"reason": "load benchmark", "wait_seconds": 10}))
             .send()
@@ -138,23 +151,40 @@ async fn agents(dir: &str, n: usize, seconds: u64) -> Result<()> {
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(f64::NAN)
     };
-    println!("agents={n} seconds={elapsed:.1} events={events} events_per_s={:.0} commands={} p50_ms={:.1} p99_ms={:.1}",
-        events as f64 / elapsed, latencies.len(), pct(0.5), pct(0.99));
+    println!(
+        "agents={n} seconds={elapsed:.1} events={events} events_per_s={:.0} commands={} p50_ms={:.1} p99_ms={:.1}",
+        events as f64 / elapsed,
+        latencies.len(),
+        pct(0.5),
+        pct(0.99)
+    );
     Ok(())
 }
 
-async fn run_agent(id: vigie_uplink::Identity, template: String, acked: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> Result<()> {
+async fn run_agent(
+    id: vigie_uplink::Identity,
+    template: String,
+    acked: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
     let (tx, mut rx) = vigie_uplink::connect_session(&id).await?;
     let placeholder = "00000000-0000-7000-8000-000000000000";
     let mut seq = 0u64;
     let make_batch = |seq: u64| {
         let events: Vec<Vec<u8>> = (0..100)
-            .map(|_| template.replace(placeholder, &uuid::Uuid::now_v7().to_string()).into_bytes())
+            .map(|_| {
+                template
+                    .replace(placeholder, &uuid::Uuid::now_v7().to_string())
+                    .into_bytes()
+            })
             .collect();
         vigie_proto::encode_batch(seq, events, vec![])
     };
     seq += 1;
-    tx.send(pb::AgentMessage { msg: Some(Up::Batch(make_batch(seq))) }).await?;
+    tx.send(pb::AgentMessage {
+        msg: Some(Up::Batch(make_batch(seq))),
+    })
+    .await?;
     while let Some(msg) = rx.message().await? {
         match msg.msg {
             Some(Down::Ack(a)) if a.error.is_empty() && a.seq != 0 && a.seq == seq => {
@@ -163,13 +193,25 @@ async fn run_agent(id: vigie_uplink::Identity, template: String, acked: Arc<Atom
                     return Ok(());
                 }
                 seq += 1;
-                tx.send(pb::AgentMessage { msg: Some(Up::Batch(make_batch(seq))) }).await?;
+                tx.send(pb::AgentMessage {
+                    msg: Some(Up::Batch(make_batch(seq))),
+                })
+                .await?;
             }
             Some(Down::Ack(_)) => {}
             Some(Down::Command(c)) => {
                 // Acknowledge at once (the real agent verifies its action first).
-                let result = pb::CommandResult { seq: 0, command_id: c.id, success: true, outcome: "simulated".into(), error: String::new() };
-                tx.send(pb::AgentMessage { msg: Some(Up::Result(result)) }).await?;
+                let result = pb::CommandResult {
+                    seq: 0,
+                    command_id: c.id,
+                    success: true,
+                    outcome: "simulated".into(),
+                    error: String::new(),
+                };
+                tx.send(pb::AgentMessage {
+                    msg: Some(Up::Result(result)),
+                })
+                .await?;
             }
             None => {}
         }
@@ -190,7 +232,11 @@ fn sample_event() -> vigie_event::Event {
                 name: "curl".into(),
                 executable: "/usr/bin/curl".into(),
                 command_line: "curl -s https://example.org/update.sh".into(),
-                args: vec!["curl".into(), "-s".into(), "https://example.org/update.sh".into()],
+                args: vec![
+                    "curl".into(),
+                    "-s".into(),
+                    "https://example.org/update.sh".into(),
+                ],
                 working_directory: Some("/home/alice".into()),
                 ..Default::default()
             },
