@@ -244,6 +244,15 @@ impl ProcessTable {
         );
     }
 
+    /// The current entry for a pid, whatever its start time.
+    pub fn get_any(&self, pid: u32) -> Option<Process> {
+        self.procs.get(&pid).map(|e| e.process.clone())
+    }
+
+    pub fn remove(&mut self, pid: u32) {
+        self.procs.remove(&pid);
+    }
+
     pub fn mark_exited(&mut self, pid: u32, start_ticks: u64) {
         if let Some(e) = self.procs.get_mut(&pid)
             && e.start_ticks == start_ticks
