@@ -73,15 +73,14 @@ pub fn telling_fields(event: &Event, max: usize) -> Vec<(&'static str, String)> 
     out
 }
 
+/// `s` on one line, at most `max` characters (an ellipsis marks a cut).
 fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
+    let flat = s.chars().map(|c| if c.is_control() { ' ' } else { c });
+    if s.chars().count() <= max {
+        return flat.collect();
     }
+    let mut out: String = flat.take(max.saturating_sub(1)).collect();
+    out.push('…');
     out
 }
 
