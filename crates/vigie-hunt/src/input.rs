@@ -697,12 +697,3 @@ impl<R: Read> Iterator for JsonRecords<R> {
         None
     }
 }
-
-/// Reads JSON records from any reader (used by tests and `-` for stdin).
-pub fn json_reader<R: Read + Send + 'static>(
-    inner: R,
-    name: &Path,
-    classify: Classifier,
-) -> impl Iterator<Item = Record> + Send {
-    JsonRecords::new(inner, name, classify)
-}
