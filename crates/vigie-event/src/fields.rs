@@ -443,6 +443,12 @@ fn file_field<'a>(f: &'a File, path: &str) -> Option<FieldValue<'a>> {
         "vigie.setgid" => Some(FieldValue::Bool(f.vigie.setgid)),
         "vigie.bytes_written" => f.vigie.bytes_written.map(|b| FieldValue::Int(b as i64)),
         "vigie.entropy" => f.vigie.entropy.map(|e| FieldValue::Float(e.into())),
+        "vigie.previous_entropy" => f
+            .vigie
+            .previous_entropy
+            .map(|e| FieldValue::Float(e.into())),
+        "vigie.header" => FieldValue::opt_str(&f.vigie.header),
+        "vigie.previous_header" => FieldValue::opt_str(&f.vigie.previous_header),
         _ => None,
     }
 }

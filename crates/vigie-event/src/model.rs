@@ -393,6 +393,18 @@ pub struct FileExtra {
     /// Shannon entropy (bits per byte) of a sample of what was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entropy: Option<f32>,
+    /// Entropy of the same file (same inode) the last time the sensor
+    /// sampled it, when it did: a jump from text to random-looking bytes is
+    /// what encryption in place looks like.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_entropy: Option<f32>,
+    /// The format the first bytes show ("pdf", "png", "zip", "gz", "elf"...),
+    /// by magic number; absent when no known signature is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The format the same file showed when last sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_header: Option<String>,
 }
 
 impl FileExtra {

@@ -72,6 +72,9 @@ fn all_payloads() -> Vec<Payload> {
         let mut file = File::at("/home/alice/report.docx.locked");
         file.vigie.original_path = Some("/home/alice/report.docx".into());
         file.vigie.entropy = Some(7.5);
+        file.vigie.previous_entropy = Some(4.25);
+        file.vigie.header = Some("zip".into());
+        file.vigie.previous_header = Some("pdf".into());
         out.push(Payload::File(FileEvent {
             action,
             file,
@@ -250,6 +253,15 @@ fn sigma_names_read_typed_events() {
     );
     assert_eq!(text(&rename, "file.extension").as_deref(), Some("locked"));
     assert_eq!(rename.logsource(), LogSource::linux("file_rename"));
+    assert_eq!(
+        text(&rename, "file.vigie.previous_entropy").as_deref(),
+        Some("4.25")
+    );
+    assert_eq!(text(&rename, "file.vigie.header").as_deref(), Some("zip"));
+    assert_eq!(
+        text(&rename, "file.vigie.previous_header").as_deref(),
+        Some("pdf")
+    );
 
     let connect = payloads
         .iter()
