@@ -11,6 +11,7 @@ use vigie_event::{
     ProcessAction, ProcessEvent, ProcessSummary, Transport,
 };
 
+use crate::content::ContentSampler;
 use crate::process::{Clock, HashCache, ProcessTable, entity_id, hash_of};
 use crate::raw::*;
 use crate::syscalls::{self, Family, Spec};
@@ -23,6 +24,8 @@ pub(crate) struct Decoder {
     hashes: HashCache,
     host: Host,
     specs: HashMap<u32, Spec>,
+    /// Entropy and magic of written/renamed files (None: disabled).
+    content: Option<ContentSampler>,
 }
 
 fn s(b: &[u8]) -> String {
@@ -58,6 +61,30 @@ impl Decoder {
                 .into_iter()
                 .map(|s| (s.nr, s))
                 .collect(),
+            content: None,
+        }
+    }
+
+    /// Samples the content of written and renamed files (entropy, magic).
+    pub fn with_content_sampling(mut self, on: bool) -> Self {
+        self.content = on.then(ContentSampler::new);
+        self
+    }
+
+    /// Fills entropy, header, size and inode from a sample of the file.
+    fn sample_into(&mut self, path: &[u8], f: &mut File) {
+        let Some(c) = self.content.as_mut() else {
+            return;
+        };
+        if let Some(x) = c.sample(path) {
+            f.size = Some(x.size);
+            f.inode = Some(x.inode.to_string());
+            // Two decimals are plenty and keep the JSON short.
+            let round = |e: f32| (e * 100.0).round() / 100.0;
+            f.vigie.entropy = Some(round(x.entropy));
+            f.vigie.previous_entropy = x.previous_entropy.map(round);
+            f.vigie.header = x.header.map(str::to_string);
+            f.vigie.previous_header = x.previous_header.map(str::to_string);
         }
     }
 
@@ -135,6 +162,7 @@ impl Decoder {
                 let path = rec.path(F_FD_COMP).unwrap_or_default();
                 let mut f = File::at(s(&path));
                 f.vigie.bytes_written = Some(h.args[1]);
+                self.sample_into(&path, &mut f);
                 Some(self.file(&h, FileAction::Write, f))
             }
             EV_CREATE => {
@@ -333,6 +361,7 @@ impl Decoder {
                         let new = Self::str_path(rec, 1).unwrap_or_default();
                         let mut f = File::at(s(&new));
                         f.vigie.original_path = Some(s(&path));
+                        self.sample_into(&new, &mut f);
                         file = f;
                         FileAction::Rename
                     }

@@ -196,10 +196,10 @@ fn pump(
     missing: Vec<String>,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) -> Result<()> {
-    let decoder = Rc::new(RefCell::new(Decoder::new(
-        host.clone(),
-        cfg.max_hash_mb * 1024 * 1024,
-    )));
+    let decoder = Rc::new(RefCell::new(
+        Decoder::new(host.clone(), cfg.max_hash_mb * 1024 * 1024)
+            .with_content_sampling(cfg.content_sampling),
+    ));
     // Seed after attaching: a process started in between is seen by both.
     {
         let mut d = decoder.borrow_mut();

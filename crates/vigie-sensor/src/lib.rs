@@ -16,6 +16,7 @@
 //! running sensor; events arrive on the channel given to [`Sensor::start`]),
 //! [`SensorMode`].
 
+mod content;
 mod decode;
 mod ebpf;
 mod fallback;
@@ -38,6 +39,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use vigie_event::{Event, Host};
 
+pub use content::{header_of, shannon_entropy};
 pub use raw::bytes_to_string;
 
 /// Sensor settings: the `[sensor]` table of the agent's TOML file.
@@ -66,6 +68,11 @@ pub struct SensorConfig {
     pub ignore_self: bool,
     /// Executables larger than this (MiB) are not hashed.
     pub max_hash_mb: u64,
+    /// Sample written and renamed files in user space (first 64 KiB):
+    /// Shannon entropy and magic-number format, with the values the same
+    /// inode had when last sampled (`file.vigie.entropy`, `previous_entropy`,
+    /// `header`, `previous_header`). The ransomware detector needs it.
+    pub content_sampling: bool,
     /// Run the fallback sensor even if eBPF would load (for tests and
     /// kernels where the eBPF sensor misbehaves).
     pub force_fallback: bool,
@@ -86,6 +93,7 @@ impl Default for SensorConfig {
             noise_executables: Vec::new(),
             ignore_self: true,
             max_hash_mb: 256,
+            content_sampling: true,
             force_fallback: false,
             fallback_on_failure: true,
         }
