@@ -15,6 +15,9 @@
 //!   compiling anything again. Correlations count within one detector.
 //! * [`LoadReport`]: one [`RuleEntry`] per rule document (path, line, id,
 //!   title, [`RuleStatus`], reason) and [`Totals`]; serialisable to JSON.
+//! * [`behaviour`]: detectors Sigma cannot express, fed the same events:
+//!   [`Ransomware`] (mass rewrite/rename with high entropy, notes, backup
+//!   deletion, canary files planted with [`Canaries`]).
 //! * [`windows_logsource`]: the Sigma logsource of a flattened Windows event
 //!   record (Sysmon EventID → category, channel → service), which the log
 //!   readers call for each record.
@@ -27,11 +30,13 @@
 //! origin) is shown to every rule.
 
 mod adapter;
+pub mod behaviour;
 mod engine;
 mod load;
 mod report;
 mod windows;
 
+pub use behaviour::{Canaries, CanaryOptions, Ransomware, RansomwareConfig};
 pub use engine::{Detector, Engine, MAX_CORRELATION_EVENTS, attack_techniques};
 pub use report::{LoadReport, RuleEntry, RuleKind, RuleStatus, Totals, render_report};
 pub use windows::windows_logsource;
