@@ -92,6 +92,21 @@ impl ContentSampler {
             .ok()
     }
 
+    /// Fills a file event's entropy, header, size and inode (and the
+    /// previous values) from a sample of `path`, when one can be taken.
+    pub fn fill(&mut self, path: &[u8], f: &mut vigie_event::File) {
+        if let Some(x) = self.sample(path) {
+            f.size = Some(x.size);
+            f.inode = Some(x.inode.to_string());
+            // Two decimals are plenty and keep the JSON short.
+            let round = |e: f32| (e * 100.0).round() / 100.0;
+            f.vigie.entropy = Some(round(x.entropy));
+            f.vigie.previous_entropy = x.previous_entropy.map(round);
+            f.vigie.header = x.header.map(str::to_string);
+            f.vigie.previous_header = x.previous_header.map(str::to_string);
+        }
+    }
+
     /// Samples `path`; None when it is gone, not a regular file, empty, on a
     /// FUSE mount or in a pseudo file system.
     pub fn sample(&mut self, path: &[u8]) -> Option<Sample> {

@@ -73,18 +73,8 @@ impl Decoder {
 
     /// Fills entropy, header, size and inode from a sample of the file.
     fn sample_into(&mut self, path: &[u8], f: &mut File) {
-        let Some(c) = self.content.as_mut() else {
-            return;
-        };
-        if let Some(x) = c.sample(path) {
-            f.size = Some(x.size);
-            f.inode = Some(x.inode.to_string());
-            // Two decimals are plenty and keep the JSON short.
-            let round = |e: f32| (e * 100.0).round() / 100.0;
-            f.vigie.entropy = Some(round(x.entropy));
-            f.vigie.previous_entropy = x.previous_entropy.map(round);
-            f.vigie.header = x.header.map(str::to_string);
-            f.vigie.previous_header = x.previous_header.map(str::to_string);
+        if let Some(c) = self.content.as_mut() {
+            c.fill(path, f);
         }
     }
 

@@ -20,6 +20,7 @@ use vigie_event::{
 };
 
 use crate::SensorConfig;
+use crate::content::ContentSampler;
 use crate::process::{Clock, ProcessTable, entity_id};
 use crate::raw::bytes_to_string;
 
@@ -152,6 +153,7 @@ pub(crate) fn start(
             .spawn(move || {
                 let clock = Clock::new();
                 let table = ProcessTable::new();
+                let mut sampler = cfg.content_sampling.then(ContentSampler::new);
                 let mut buf = vec![0u8; 64 * 1024];
                 while !stop.load(Ordering::Relaxed) {
                     let mut pfd = libc::pollfd {
@@ -194,12 +196,17 @@ pub(crate) fn start(
                                         pid: pid as u32,
                                         ..Process::default()
                                     });
+                                let mut file = File::at(path);
+                                if let Some(s) = sampler.as_mut() {
+                                    let p = file.path.clone();
+                                    s.fill(p.as_bytes(), &mut file);
+                                }
                                 let ev = Event::new(
                                     chrono::Utc::now(),
                                     host.clone(),
                                     Payload::File(FileEvent {
                                         action: FileAction::Write,
-                                        file: File::at(path),
+                                        file,
                                         process,
                                     }),
                                 );

@@ -36,6 +36,12 @@ fn forced_fallback_reports_degraded_mode_and_sees_exec_exit_and_writes() {
         .join("written.txt");
     std::fs::write(&f, b"data").unwrap();
     let want = f.to_str().unwrap().to_string();
-    h.wait_for(Duration::from_secs(10), |e| matches!(&e.payload, Payload::File(x) if x.action == FileAction::Write && x.file.path == want))
+    let w = h.wait_for(Duration::from_secs(10), |e| matches!(&e.payload, Payload::File(x) if x.action == FileAction::Write && x.file.path == want))
         .expect("write from fanotify");
+    // Content sampled in the fallback too: "data" is 1.5 bits per byte.
+    let Payload::File(w) = &w.payload else {
+        unreachable!()
+    };
+    assert_eq!(w.file.vigie.entropy, Some(1.5), "{w:?}");
+    assert_eq!(w.file.size, Some(4));
 }
