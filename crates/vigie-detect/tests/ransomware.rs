@@ -246,6 +246,19 @@ fn ordinary_tools_do_not_fire() {
         alerts.extend(d.process(&write(t, &dpkg, &new, 700, 4.8, None)));
         alerts.extend(d.process(&rename(t, &dpkg, &format!("{f}.dpkg-new"), &f, Some(4.8))));
     }
+    // lz4/zstd --rm: a compressed copy, then the original deleted.
+    let lz4 = proc_(50, "/usr/bin/lz4", (49, "/usr/bin/bash"));
+    for i in 0..50u32 {
+        let f = format!("/home/alice/exports/e{i}.csv");
+        alerts.extend(d.process(&encrypted_write(t, &lz4, &format!("{f}.lz4"))));
+        alerts.extend(d.process(&file_event(t, &lz4, FileAction::Delete, &f, |_| {})));
+    }
+    // A logger closing and reopening one file many times: one file.
+    let logger = proc_(60, "/usr/sbin/rsyslogd", (1, "/sbin/init"));
+    for i in 0..20_000i64 {
+        let t = t + TimeDelta::milliseconds(i);
+        alerts.extend(d.process(&write(t, &logger, "/var/log/syslog", 1000, 5.1, None)));
+    }
     assert!(alerts.is_empty(), "{alerts:#?}");
 }
 

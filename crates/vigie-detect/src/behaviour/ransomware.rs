@@ -36,6 +36,13 @@ const MAGIC_EXTS: &[&str] = &[
 /// Extensions appended by ordinary tools when they rename (backups, package
 /// managers, editors): never counted as a ransomware extension.
 const BENIGN_APPENDED: &[&str] = &[
+    "lz4",
+    "lz",
+    "lzma",
+    "lzo",
+    "br",
+    "sz",
+    "z",
     "bak",
     "old",
     "orig",
@@ -271,6 +278,17 @@ impl Group {
                 break;
             };
             self.remove(&p);
+        }
+        // A file written again and again leaves stale entries in `order`:
+        // rebuild it from the live files when it grows past a bound.
+        if self.order.len() > 4 * max_files.max(16) {
+            let mut live: Vec<_> = self
+                .files
+                .iter()
+                .map(|(p, f)| (f.first, p.clone()))
+                .collect();
+            live.sort_unstable();
+            self.order = live.into();
         }
     }
 
@@ -560,12 +578,13 @@ impl Ransomware {
                 if let Some(copy) = g.stems.get(path).cloned()
                     && let Some(mut st) = g.remove(&copy)
                 {
-                    if st.flags & HIGH != 0 {
-                        st.flags |= CHANGED;
-                        if let Some(x) = appended_ext(path, &copy) {
-                            st.flags |= APPENDED;
-                            st.new_ext = Some(x.to_string());
-                        }
+                    // Not for compressors (`lz4 --rm`, `zstd --rm`): their
+                    // extensions are not unusual.
+                    if st.flags & HIGH != 0
+                        && let Some(x) = appended_ext(path, &copy)
+                    {
+                        st.flags |= CHANGED | APPENDED;
+                        st.new_ext = Some(x.to_string());
                     }
                     evidence = st.encrypted();
                     g.upsert(&copy, st, max_files);
