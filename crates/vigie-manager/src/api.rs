@@ -93,18 +93,7 @@ impl FromRequestParts<AppState> for Auth {
 
 impl Auth {
     fn require(&self, role: &str) -> Result<(), ApiError> {
-        let rank = |r: &str| match r {
-            "admin" => 3,
-            "analyst" => 2,
-            _ => 1,
-        };
-        if rank(&self.0.role) < rank(role) {
-            return Err(ApiError(
-                StatusCode::FORBIDDEN,
-                format!("this needs the {role} role (you are {})", self.0.role),
-            ));
-        }
-        Ok(())
+        require_role(&self.0, role)
     }
 }
 
@@ -231,40 +220,66 @@ async fn host_command(
     kind: &str,
     body: ActionBody,
 ) -> ApiResult {
-    auth.require("analyst")?;
-    if body.reason.trim().is_empty() {
+    let wait = Duration::from_secs(body.wait_seconds.unwrap_or(30).min(120));
+    let (code, cmd) = host_action(core, &auth.0, id, kind, &body.reason, body.pid, wait).await?;
+    Ok((code, Json(json!({"command": cmd}))).into_response())
+}
+
+/// Refuse a caller whose role ranks below `role` (read-only < analyst < admin).
+pub fn require_role(p: &Principal, role: &str) -> Result<(), ApiError> {
+    let rank = |r: &str| match r {
+        "admin" => 3,
+        "analyst" => 2,
+        _ => 1,
+    };
+    if rank(&p.role) < rank(role) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("this needs the {role} role (you are {})", p.role),
+        ));
+    }
+    Ok(())
+}
+
+/// Isolate, release or kill on a host, for the API and the console alike:
+/// role check first (nothing is sent for a caller without the right),
+/// a reason for the audit log, the command to the agent, then its verified
+/// outcome (200 succeeded, 502 failed, 202 still waiting).
+pub async fn host_action(
+    core: &Core,
+    who: &Principal,
+    id: &str,
+    kind: &str,
+    reason: &str,
+    pid: Option<u32>,
+    wait: Duration,
+) -> Result<(StatusCode, crate::store::CommandRow), ApiError> {
+    require_role(who, "analyst")?;
+    if reason.trim().is_empty() {
         return Err(bad("a reason is required (it goes to the audit log)"));
     }
-    if body.reason.len() > 1000 {
+    if reason.len() > 1000 {
         return Err(bad("reason longer than 1000 characters"));
     }
     core.store
-        .get_host(&auth.0.org, id)
+        .get_host(&who.org, id)
         .await?
         .ok_or_else(|| not_found("host"))?;
-    let args = match (kind, body.pid) {
+    let args = match (kind, pid) {
         ("kill", Some(pid)) => json!({"pid": pid.to_string()}),
         ("kill", None) => return Err(bad("kill needs a pid")),
         _ => json!({}),
     };
     let cmd = core
-        .request_command(
-            &auth.0.org,
-            id,
-            kind,
-            &auth.0.actor,
-            body.reason.trim(),
-            args,
-        )
+        .request_command(&who.org, id, kind, &who.actor, reason.trim(), args)
         .await?;
-    let wait = Duration::from_secs(body.wait_seconds.unwrap_or(30).min(120));
     let cmd = core.wait_command(&cmd.id, wait).await?;
     let code = match cmd.status.as_str() {
         "succeeded" => StatusCode::OK,
         "failed" => StatusCode::BAD_GATEWAY,
         _ => StatusCode::ACCEPTED, // still waiting for the agent
     };
-    Ok((code, Json(json!({"command": cmd}))).into_response())
+    Ok((code, cmd))
 }
 
 async fn isolate(
@@ -373,7 +388,7 @@ async fn list_alerts(
 
 /// The process tree of an alert: ancestors (oldest first), then the
 /// process that matched, then what else the alert's events show it started.
-fn process_tree(doc: &Value) -> Value {
+pub fn process_tree(doc: &Value) -> Value {
     let events = doc["vigie"]["events"]
         .as_array()
         .cloned()

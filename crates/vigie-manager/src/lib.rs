@@ -4,7 +4,8 @@
 //! Main types: [`Config`] (what `vigie manager` parses), [`Manager`]
 //! (start it; [`ManagerHandle`] tells its addresses and stops it), [`Core`]
 //! (shared state: store, PKI, live agent sessions), [`store::Store`],
-//! [`pki::Pki`]. The API lives in [`api`], the agent service in [`grpc`].
+//! [`pki::Pki`]. The API lives in [`api`], the web console in [`console`],
+//! the agent service in [`grpc`].
 //!
 //! The manager keeps no state outside its database and `DATA/pki/`: live
 //! sessions are only a cache of who is connected here; commands and their
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod console;
 pub mod grpc;
 pub mod pki;
 pub mod store;
@@ -474,7 +476,8 @@ impl Manager {
             .await
             .with_context(|| format!("listening on {} for the API", config.listen))?;
         let api_addr = api_listener.local_addr()?;
-        let router = api::router(core.clone());
+        let console = console::ConsoleState::new(core.clone(), &config.data).await?;
+        let router = api::router(core.clone()).merge(console::router(console));
         let acceptor = api::tls_acceptor(&core.pki)?;
         tasks.push(tokio::spawn(api::serve_https(
             api_listener,

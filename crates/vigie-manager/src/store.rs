@@ -975,7 +975,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 // argon2id hash of a random string, checked for unknown users.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Bt3TtY0jF8W1J3jv7m0YV4k5LIVx0fQ0nM0G1m5m0nQ";
+pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Bt3TtY0jF8W1J3jv7m0YV4k5LIVx0fQ0nM0G1m5m0nQ";
 
 pub fn hash_password(password: &str) -> Result<String> {
     use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};

@@ -1,0 +1,478 @@
+//! Every string the console shows, in English and French, in one table.
+//! The language comes from the `lang` cookie, else the browser's
+//! Accept-Language, else English.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Fr,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "fr" => Some(Lang::Fr),
+            _ => None,
+        }
+    }
+
+    /// From the `lang` cookie, else the first supported language of an
+    /// Accept-Language header (order of preference), else English.
+    pub fn pick(cookie: Option<&str>, accept_language: Option<&str>) -> Lang {
+        if let Some(l) = cookie.and_then(Lang::parse) {
+            return l;
+        }
+        for part in accept_language.unwrap_or_default().split(',') {
+            let tag = part.split(';').next().unwrap_or_default().trim();
+            let primary = tag
+                .split('-')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if let Some(l) = Lang::parse(&primary) {
+                return l;
+            }
+        }
+        Lang::En
+    }
+
+    /// The string for `key`; the key itself when it is missing (a test
+    /// checks that every key used has both languages).
+    pub fn t(self, key: &'static str) -> &'static str {
+        match STRINGS.get(key) {
+            Some((en, fr)) => match self {
+                Lang::En => en,
+                Lang::Fr => fr,
+            },
+            None => key,
+        }
+    }
+}
+
+static STRINGS: LazyLock<HashMap<&'static str, (&'static str, &'static str)>> =
+    LazyLock::new(|| TABLE.iter().map(|(k, en, fr)| (*k, (*en, *fr))).collect());
+
+/// (key, English, French)
+pub const TABLE: &[(&str, &str, &str)] = &[
+    ("app", "Vigie console", "Console Vigie"),
+    ("skip", "Skip to content", "Aller au contenu"),
+    ("nav", "Main menu", "Menu principal"),
+    ("dashboard", "Dashboard", "Tableau de bord"),
+    ("hosts", "Hosts", "Machines"),
+    ("alerts", "Alerts", "Alertes"),
+    ("incidents", "Incidents", "Incidents"),
+    ("rules", "Rules", "Règles"),
+    ("policies", "Policies", "Politiques"),
+    ("vpn_users", "VPN users", "Utilisateurs VPN"),
+    ("audit", "Audit log", "Journal d'audit"),
+    ("settings", "Settings", "Paramètres"),
+    ("logout", "Log out", "Se déconnecter"),
+    ("language", "Language", "Langue"),
+    ("signed_in_as", "Signed in as", "Connecté en tant que"),
+    // login
+    ("login", "Log in", "Connexion"),
+    ("username", "User name", "Nom d'utilisateur"),
+    ("password", "Password", "Mot de passe"),
+    (
+        "login_failed",
+        "Wrong user name or password, or the account is locked for a while.",
+        "Nom d'utilisateur ou mot de passe incorrect, ou compte verrouillé pour un moment.",
+    ),
+    ("totp_title", "Second factor", "Second facteur"),
+    (
+        "totp_code",
+        "6-digit code from your authenticator app",
+        "Code à 6 chiffres de votre application d'authentification",
+    ),
+    (
+        "totp_failed",
+        "Wrong or already used code.",
+        "Code incorrect ou déjà utilisé.",
+    ),
+    (
+        "totp_enrol_title",
+        "Set up your authenticator app",
+        "Configurez votre application d'authentification",
+    ),
+    (
+        "totp_enrol_help",
+        "Administrators need a second factor. Scan this QR code with an authenticator app (or type the secret), then enter the code it shows.",
+        "Les administrateurs ont besoin d'un second facteur. Scannez ce QR code avec une application d'authentification (ou saisissez le secret), puis entrez le code affiché.",
+    ),
+    ("secret", "Secret", "Secret"),
+    ("confirm", "Confirm", "Confirmer"),
+    (
+        "csrf_refused",
+        "This form has expired or did not come from this console. Reload the page and try again.",
+        "Ce formulaire a expiré ou ne vient pas de cette console. Rechargez la page et réessayez.",
+    ),
+    (
+        "forbidden",
+        "Your role does not allow this action.",
+        "Votre rôle ne permet pas cette action.",
+    ),
+    ("not_found", "Not found.", "Introuvable."),
+    (
+        "error",
+        "Something went wrong; the manager's log says more.",
+        "Une erreur est survenue ; le journal du manager en dit plus.",
+    ),
+    // dashboard
+    ("online", "Online", "En ligne"),
+    ("offline", "Offline", "Hors ligne"),
+    ("isolated", "Isolated", "Isolée"),
+    ("not_isolated", "Not isolated", "Non isolée"),
+    (
+        "alerts_24h",
+        "Alerts, last 24 hours",
+        "Alertes, dernières 24 heures",
+    ),
+    (
+        "alerts_7d",
+        "Alerts, last 7 days",
+        "Alertes, 7 derniers jours",
+    ),
+    ("open_incidents", "Open incidents", "Incidents ouverts"),
+    ("level", "Level", "Niveau"),
+    ("count", "Count", "Nombre"),
+    ("none", "None.", "Aucun."),
+    // hosts
+    ("hostname", "Host name", "Nom de la machine"),
+    ("status", "Status", "État"),
+    ("last_seen", "Last seen", "Vu la dernière fois"),
+    ("never", "never", "jamais"),
+    ("os", "System", "Système"),
+    ("agent_version", "Agent version", "Version de l'agent"),
+    ("search", "Search", "Rechercher"),
+    ("filter", "Filter", "Filtrer"),
+    ("all", "All", "Tous"),
+    ("facts", "Facts", "Caractéristiques"),
+    ("addresses", "Addresses", "Adresses"),
+    ("kernel", "Kernel", "Noyau"),
+    ("group", "Group", "Groupe"),
+    ("sensor_health", "Sensor health", "État du capteur"),
+    (
+        "events_lost",
+        "Events lost by the sensor",
+        "Événements perdus par le capteur",
+    ),
+    (
+        "spool",
+        "Spool (pending / dropped)",
+        "File d'attente (en attente / perdus)",
+    ),
+    ("isolate", "Isolate this host", "Isoler cette machine"),
+    ("release", "Release this host", "Libérer cette machine"),
+    (
+        "isolate_help",
+        "Isolation cuts every network connection except to this manager. The agent confirms it is in place.",
+        "L'isolement coupe toute connexion réseau sauf vers ce manager. L'agent confirme qu'il est en place.",
+    ),
+    (
+        "reason",
+        "Reason (kept in the audit log)",
+        "Raison (conservée dans le journal d'audit)",
+    ),
+    (
+        "confirm_isolate",
+        "I confirm: isolate this host now",
+        "Je confirme : isoler cette machine maintenant",
+    ),
+    (
+        "confirm_release",
+        "I confirm: release this host now",
+        "Je confirme : libérer cette machine maintenant",
+    ),
+    (
+        "need_confirm",
+        "Tick the confirmation box and give a reason.",
+        "Cochez la case de confirmation et donnez une raison.",
+    ),
+    (
+        "cmd_succeeded",
+        "Done, and verified by the agent:",
+        "Fait, et vérifié par l'agent :",
+    ),
+    (
+        "cmd_failed",
+        "The agent could not do it:",
+        "L'agent n'a pas pu le faire :",
+    ),
+    (
+        "cmd_pending",
+        "Sent; the agent has not confirmed yet. This page will show the outcome when it does.",
+        "Envoyé ; l'agent n'a pas encore confirmé. Cette page affichera le résultat.",
+    ),
+    (
+        "offline_release",
+        "This host is offline. Its release code works on the host itself, without the network: `vigie agent release --code CODE`. The manager does not hold the host's release secret yet (see the documentation).",
+        "Cette machine est hors ligne. Son code de libération s'utilise sur la machine elle-même, sans réseau : `vigie agent release --code CODE`. Le manager ne détient pas encore le secret de libération de la machine (voir la documentation).",
+    ),
+    ("recent_alerts", "Recent alerts", "Alertes récentes"),
+    ("timeline", "Timeline", "Chronologie"),
+    ("actions_taken", "Actions taken", "Actions menées"),
+    ("time", "Time", "Heure"),
+    ("event", "Event", "Événement"),
+    ("process", "Process", "Processus"),
+    ("user", "User", "Utilisateur"),
+    ("action", "Action", "Action"),
+    ("actor", "Who", "Qui"),
+    ("outcome", "Outcome", "Résultat"),
+    ("target", "Target", "Cible"),
+    // alerts
+    ("rule", "Rule", "Règle"),
+    ("host", "Host", "Machine"),
+    ("assignee", "Assigned to", "Assignée à"),
+    ("verdict", "Verdict", "Verdict"),
+    ("new", "New", "Nouvelle"),
+    ("acknowledged", "Acknowledged", "Prise en compte"),
+    ("closed", "Closed", "Fermée"),
+    ("true_positive", "True positive", "Vrai positif"),
+    ("false_positive", "False positive", "Faux positif"),
+    ("benign", "Benign", "Bénigne"),
+    ("acknowledge", "Acknowledge", "Prendre en compte"),
+    ("close", "Close", "Fermer"),
+    ("assign", "Assign", "Assigner"),
+    ("comment", "Comment", "Commentaire"),
+    ("comments", "Comments", "Commentaires"),
+    ("apply", "Apply", "Appliquer"),
+    (
+        "bulk",
+        "With the selected alerts",
+        "Avec les alertes sélectionnées",
+    ),
+    ("select", "Select", "Sélectionner"),
+    ("select_all", "Select all", "Tout sélectionner"),
+    ("min_level", "Minimum level", "Niveau minimal"),
+    ("older", "Older alerts", "Alertes plus anciennes"),
+    ("what_happened", "What happened", "Ce qui s'est passé"),
+    (
+        "what_vigie_did",
+        "What Vigie already did",
+        "Ce que Vigie a déjà fait",
+    ),
+    ("what_next", "What to do now", "Que faire maintenant"),
+    (
+        "nothing_done",
+        "Nothing yet: no automatic or manual action on this host since the alert.",
+        "Rien pour l'instant : aucune action automatique ou manuelle sur cette machine depuis l'alerte.",
+    ),
+    (
+        "next_high",
+        "Isolate the host now (button on the host page), then look at the process tree below: which program started the culprit, and what it did next. Keep the host isolated until you understand how it got there.",
+        "Isolez la machine maintenant (bouton sur la page de la machine), puis regardez l'arbre des processus ci-dessous : quel programme a lancé le coupable, et ce qu'il a fait ensuite. Gardez la machine isolée tant que vous ne comprenez pas comment c'est arrivé.",
+    ),
+    (
+        "next_low",
+        "Check with the machine's user whether they did this on purpose. If yes, close the alert as benign; if not, isolate the host.",
+        "Vérifiez avec l'utilisateur de la machine s'il l'a fait volontairement. Si oui, fermez l'alerte comme bénigne ; sinon, isolez la machine.",
+    ),
+    ("rule_description", "About the rule", "À propos de la règle"),
+    ("references", "References", "Références"),
+    ("attack", "MITRE ATT&CK technique", "Technique MITRE ATT&CK"),
+    (
+        "false_positives",
+        "Known false positives",
+        "Faux positifs connus",
+    ),
+    ("process_tree", "Process tree", "Arbre des processus"),
+    ("culprit", "culprit", "coupable"),
+    ("triage", "Triage", "Traitement"),
+    ("save", "Save", "Enregistrer"),
+    ("updated", "Saved.", "Enregistré."),
+    ("incident", "Incident", "Incident"),
+    ("export", "Export (JSON)", "Exporter (JSON)"),
+    ("first_seen", "First", "Début"),
+    ("last", "Last", "Fin"),
+    ("title", "Title", "Titre"),
+    // rules
+    (
+        "upload_rule",
+        "Upload a Sigma rule",
+        "Téléverser une règle Sigma",
+    ),
+    ("rule_source", "Sigma rule (YAML)", "Règle Sigma (YAML)"),
+    ("rule_file", "or choose a file", "ou choisissez un fichier"),
+    (
+        "validate_save",
+        "Validate and save",
+        "Valider et enregistrer",
+    ),
+    (
+        "rule_errors",
+        "The rule was not saved:",
+        "La règle n'a pas été enregistrée :",
+    ),
+    (
+        "rule_saved",
+        "Rule validated and saved.",
+        "Règle validée et enregistrée.",
+    ),
+    ("line", "line", "ligne"),
+    ("enabled", "Enabled", "Activée"),
+    ("disabled", "Disabled", "Désactivée"),
+    ("enable", "Enable", "Activer"),
+    ("disable", "Disable", "Désactiver"),
+    ("uploaded_by", "Uploaded by", "Téléversée par"),
+    // VPN users
+    (
+        "create_user",
+        "Create a VPN user",
+        "Créer un utilisateur VPN",
+    ),
+    ("enrol", "Enrol (new QR code)", "Enrôler (nouveau QR code)"),
+    (
+        "reset",
+        "Reset second factor",
+        "Réinitialiser le second facteur",
+    ),
+    ("unlock", "Unlock", "Déverrouiller"),
+    ("locked_until", "Locked until", "Verrouillé jusqu'à"),
+    ("not_locked", "Not locked", "Non verrouillé"),
+    ("enrolled", "Enrolled", "Enrôlé"),
+    ("not_enrolled", "Not enrolled", "Non enrôlé"),
+    ("failures", "Recent failures", "Échecs récents"),
+    ("second_factor_col", "Second factor", "Second facteur"),
+    (
+        "enrol_for",
+        "Scan this QR code with the authenticator app of",
+        "Scannez ce QR code avec l'application d'authentification de",
+    ),
+    (
+        "enrol_once",
+        "It is shown once: the secret is stored encrypted and cannot be shown again.",
+        "Il n'est affiché qu'une fois : le secret est stocké chiffré et ne peut plus être affiché.",
+    ),
+    (
+        "qr_code",
+        "QR code for the authenticator app",
+        "QR code pour l'application d'authentification",
+    ),
+    ("backend", "Password checked by", "Mot de passe vérifié par"),
+    (
+        "local_password",
+        "Local password (leave empty for LDAP / Active Directory)",
+        "Mot de passe local (vide pour LDAP / Active Directory)",
+    ),
+    ("create", "Create", "Créer"),
+    ("done", "Done.", "Fait."),
+    // policies and settings
+    (
+        "policies_help",
+        "Automatic response follows the policy of each host's group. Protected groups are never isolated automatically.",
+        "La réponse automatique suit la politique du groupe de chaque machine. Les groupes protégés ne sont jamais isolés automatiquement.",
+    ),
+    ("policy", "Automatic response", "Réponse automatique"),
+    ("alert_only", "Alert only", "Alerte seulement"),
+    ("kill", "Kill the process tree", "Tuer l'arbre de processus"),
+    ("isolate_auto", "Isolate the host", "Isoler la machine"),
+    ("host_count", "Hosts", "Machines"),
+    (
+        "retention_days",
+        "Keep telemetry for (days)",
+        "Conserver la télémétrie (jours)",
+    ),
+    (
+        "webhook",
+        "Webhook URL for alerts (Slack, Mattermost, Teams)",
+        "URL de webhook pour les alertes (Slack, Mattermost, Teams)",
+    ),
+    (
+        "notify_level",
+        "Notify from level",
+        "Notifier à partir du niveau",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_translated() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, en, fr) in TABLE {
+            assert!(seen.insert(k), "duplicate key {k}");
+            assert!(!en.is_empty() && !fr.is_empty(), "{k} lacks a translation");
+        }
+    }
+
+    #[test]
+    fn language_choice() {
+        assert_eq!(Lang::pick(None, Some("fr-FR,fr;q=0.9,en;q=0.8")), Lang::Fr);
+        assert_eq!(Lang::pick(Some("en"), Some("fr-FR")), Lang::En);
+        assert_eq!(Lang::pick(None, Some("de-DE,en;q=0.5")), Lang::En);
+        assert_eq!(Lang::pick(None, None), Lang::En);
+        assert_eq!(Lang::pick(Some("xx"), Some("fr")), Lang::Fr);
+        assert_eq!(Lang::Fr.t("alerts"), "Alertes");
+    }
+}
+
+/// The alert in plain words: who ran what, where, and which rule it matched.
+#[allow(clippy::too_many_arguments)]
+pub fn alert_summary(
+    lang: Lang,
+    host: &str,
+    time: &str,
+    process: &str,
+    command_line: &str,
+    parent: &str,
+    user: &str,
+    rule: &str,
+) -> String {
+    let by = |en: &str, fr: &str| {
+        if lang == Lang::En {
+            en.to_string()
+        } else {
+            fr.to_string()
+        }
+    };
+    let parent = if parent.is_empty() {
+        String::new()
+    } else {
+        by(
+            &format!(", started by \u{201c}{parent}\u{201d}"),
+            &format!(", lancé par \u{201c}{parent}\u{201d}"),
+        )
+    };
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        by(
+            &format!(" as user {user}"),
+            &format!(" sous l'utilisateur {user}"),
+        )
+    };
+    let what = if process.is_empty() {
+        by("activity", "une activité")
+    } else if command_line.is_empty() {
+        by(
+            &format!("the program {process}"),
+            &format!("le programme {process}"),
+        )
+    } else {
+        by(
+            &format!("the program {process} (command line: {command_line})"),
+            &format!("le programme {process} (ligne de commande : {command_line})"),
+        )
+    };
+    by(
+        &format!(
+            "On {host}, at {time}, {what}{parent}{user} did something that matches the rule \u{201c}{rule}\u{201d}."
+        ),
+        &format!(
+            "Sur {host}, le {time}, {what}{parent}{user} a fait quelque chose qui correspond à la règle \u{201c}{rule}\u{201d}."
+        ),
+    )
+}
