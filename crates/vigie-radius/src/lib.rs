@@ -2,6 +2,7 @@
 //!
 //! * [`packet`]: our RADIUS codec (RFC 2865/2866/3579), never panics on input.
 //! * [`totp`]: RFC 6238 codes, one step either side, never the same step twice.
+//! * [`credcache`]: passwords that passed argon2id, remembered as keyed hashes.
 //! * [`crypto`]: the key file (`DIR/keys/mfa.key`) sealing secrets at rest, argon2id.
 //! * [`store`]: [`Store`], users, NAS clients, VPN sessions and audit in `mfa_`
 //!   tables (SQLite or PostgreSQL through sqlx).
@@ -10,6 +11,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod credcache;
 pub mod crypto;
 pub mod ldap;
 pub mod packet;

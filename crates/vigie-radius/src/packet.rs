@@ -271,17 +271,26 @@ pub fn encode_response(
 ) -> Result<Vec<u8>, EncodeError> {
     resp.attributes
         .retain(|a| a.typ != attr::MESSAGE_AUTHENTICATOR);
-    resp.attributes.insert(
-        0,
-        Attribute {
-            typ: attr::MESSAGE_AUTHENTICATOR,
-            value: vec![0; 16],
-        },
-    );
+    // Accounting-Response: the Response Authenticator already covers the
+    // whole packet, and RADIUS clients (FreeRADIUS's radclient among them)
+    // do not agree on how a Message-Authenticator there would be computed,
+    // so it is left out, as FreeRADIUS does (BlastRADIUS concerns Access-*).
+    let with_ma = resp.code != code::ACCOUNTING_RESPONSE;
+    if with_ma {
+        resp.attributes.insert(
+            0,
+            Attribute {
+                typ: attr::MESSAGE_AUTHENTICATOR,
+                value: vec![0; 16],
+            },
+        );
+    }
     resp.authenticator = *request_auth;
     let mut buf = resp.encode()?;
-    let ma = hmac_md5(secret, &buf);
-    buf[22..38].copy_from_slice(&ma);
+    if with_ma {
+        let ma = hmac_md5(secret, &buf);
+        buf[22..38].copy_from_slice(&ma);
+    }
     let mut h = Md5::new();
     h.update(&buf);
     h.update(secret);

@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use vigie_event::{AuthDetails, AuthEvent, Endpoint, Event, Host, Outcome, Payload, User};
 use zeroize::Zeroizing;
 
+use crate::credcache::CredentialCache;
 use crate::crypto::{self, MasterKey};
 use crate::packet::{self, MessageAuth, Packet, attr, code};
 use crate::store::{CodeTransport, LockoutPolicy, SessionUpdate, Store, UserRecord, now_unix};
@@ -69,6 +70,12 @@ pub struct Config {
     pub duplicate_window: Duration,
     /// The host name put in events.
     pub host: String,
+    /// How long a password that passed argon2id is remembered (keyed hash in
+    /// memory, see [`crate::credcache`]); zero disables the cache.
+    pub credential_cache_ttl: Duration,
+    /// argon2 checks running at once, on the blocking pool (each takes
+    /// ~19 MiB and a core for a few ms; the UDP loop never waits on them).
+    pub hash_workers: usize,
 }
 
 impl Default for Config {
@@ -82,6 +89,8 @@ impl Default for Config {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
+            credential_cache_ttl: Duration::from_secs(8 * 3600),
+            hash_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -109,6 +118,8 @@ pub struct Server {
     /// Hash checked for unknown, disabled and locked users so that the answer
     /// takes as long as for a real user.
     dummy_hash: String,
+    creds: CredentialCache,
+    hash_slots: tokio::sync::Semaphore,
 }
 
 /// What was decided about an Access-Request.
@@ -136,6 +147,7 @@ impl Server {
         let dummy = crypto::random_bytes::<16>();
         let dummy_hash =
             tokio::task::spawn_blocking(move || crypto::hash_password(&dummy)).await??;
+        let (cfg_ttl, hash_workers) = (cfg.credential_cache_ttl, cfg.hash_workers);
         let s = Arc::new(Server {
             store,
             key,
@@ -147,6 +159,8 @@ impl Server {
             duplicates: Mutex::new(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
             dummy_hash,
+            creds: CredentialCache::new(cfg_ttl),
+            hash_slots: tokio::sync::Semaphore::new(hash_workers.max(1)),
         });
         s.reload_clients().await?;
         Ok(s)
@@ -592,22 +606,40 @@ impl Server {
                 }
             },
             _ => {
-                let Some(hash) = u.password_hash.clone() else {
+                let Some(hash) = u.password_hash.as_deref() else {
                     self.burn_time().await;
                     return false;
                 };
-                let pw = Zeroizing::new(password.to_vec());
-                tokio::task::spawn_blocking(move || crypto::verify_password(&pw, &hash))
-                    .await
-                    .unwrap_or(false)
+                // Only a match is taken from the cache; anything else pays argon2.
+                if self.creds.check(&u.name, password, hash) {
+                    return true;
+                }
+                let ok = self.argon2_verify(password, hash).await;
+                if ok {
+                    self.creds.insert(&u.name, password, hash);
+                }
+                ok
             }
         }
     }
 
+    /// argon2id on the blocking pool, at most `hash_workers` at once: a flood
+    /// of wrong passwords queues here instead of taking every core and
+    /// gigabytes of memory, and cached logins do not wait behind it.
+    async fn argon2_verify(&self, password: &[u8], hash: &str) -> bool {
+        let Ok(_slot) = self.hash_slots.acquire().await else {
+            return false;
+        };
+        let pw = Zeroizing::new(password.to_vec());
+        let hash = hash.to_string();
+        tokio::task::spawn_blocking(move || crypto::verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Spend the time of a password check, for answers that must not be faster.
     async fn burn_time(&self) {
-        let h = self.dummy_hash.clone();
-        let _ = tokio::task::spawn_blocking(move || crypto::verify_password(b"x", &h)).await;
+        self.argon2_verify(b"x", &self.dummy_hash).await;
     }
 
     async fn failure(&self, u: Option<&UserRecord>, calling: Option<&str>) {

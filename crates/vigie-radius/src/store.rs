@@ -135,8 +135,34 @@ impl Store {
     /// Connect (`sqlite://PATH?mode=rwc` or `postgres://...`) and migrate.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            // WAL lets readers run while a login records its TOTP step; the
+            // mode is kept in the file, so set it once before the pool opens.
+            use sqlx::Connection as _;
+            let mut c = sqlx::AnyConnection::connect(url)
+                .await
+                .context("opening the database")?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_all(&mut c)
+                .await?;
+            c.close().await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // With WAL, NORMAL syncs at checkpoints instead of at
+                        // every commit: a process crash loses nothing, a power
+                        // cut may forget the last moments (docs/vigie-radius.md).
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .with_context(|| "connecting to the database".to_string())?;

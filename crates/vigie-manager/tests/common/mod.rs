@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,122 +29,8 @@ impl Db {
     }
 }
 
-/// A private PostgreSQL cluster: initdb in a temp dir, `postgres` on a free
-/// loopback port, run as the `postgres` user (tests run as root). Stopped
-/// and deleted on drop.
-pub struct PgCluster {
-    dir: tempfile::TempDir,
-    child: Child,
-    port: u16,
-}
-
-fn pg_bin(name: &str) -> PathBuf {
-    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect(
-            "PostgreSQL is installed (apt-get install postgresql; see scripts/apt-packages.txt)",
-        )
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect();
-    versions.sort();
-    versions
-        .last()
-        .expect("a PostgreSQL version")
-        .join("bin")
-        .join(name)
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl PgCluster {
-    pub fn start() -> PgCluster {
-        let dir = tempfile::Builder::new()
-            .prefix("vigie-pg-")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_bin("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let child = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_bin("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-            ])
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pg = PgCluster { dir, child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                std::thread::sleep(Duration::from_millis(300));
-                return pg;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("postgres did not start on port {port}");
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        // runuser forwards SIGTERM to postgres: a "smart" shutdown.
-        unsafe_kill(self.child.id(), 15);
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = self.dir.path();
-    }
-}
-
-fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
-}
+// The PostgreSQL fixture is shared with other crates' tests.
+pub use test_support::PgCluster;
 
 pub struct TestManager {
     pub handle: Option<ManagerHandle>,
@@ -156,6 +41,12 @@ pub struct TestManager {
 }
 
 pub async fn start_manager(db: &Db) -> TestManager {
+    start_manager_with(db, |_| {}).await
+}
+
+/// [`start_manager`], with `tweak` applied to the configuration (e.g. agents
+/// listening on a namespace's address; used by vigie-agent's tests).
+pub async fn start_manager_with(db: &Db, tweak: impl FnOnce(&mut Config)) -> TestManager {
     let data = tempfile::Builder::new()
         .prefix("vigie-mgr-")
         .tempdir()
@@ -164,6 +55,7 @@ pub async fn start_manager(db: &Db) -> TestManager {
     config.database_url = db.url();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.agent_listen = "127.0.0.1:0".parse().unwrap();
+    tweak(&mut config);
     let handle = Manager::start(config.clone())
         .await
         .expect("manager starts");

@@ -2,8 +2,11 @@
 //! Access-Request (password + current TOTP code) per user, `--concurrency`
 //! in flight, and prints authentications/s and p50/p99 latency.
 //!
-//! Usage: vigie-radius-load --server 127.0.0.1:18120 --secret S --users FILE [--concurrency 32]
+//! Usage: vigie-radius-load --server 127.0.0.1:18120 --secret S --users FILE
+//!        [--concurrency 32] [--label NAME] [--fresh-step]
 //! FILE has one "name<TAB>password<TAB>base32-secret" line per user.
+//! `--fresh-step` first waits for the next 30 s TOTP step, so that users who
+//! logged in during an earlier pass get a code the server has not seen.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +35,12 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(32);
     let label = arg(&args, "--label").unwrap_or_else(|| server.to_string());
+    if args.iter().any(|a| a == "--fresh-step") {
+        let now = chrono::Utc::now().timestamp_millis();
+        let next = (now / 30_000 + 1) * 30_000;
+        // A little margin so a clock read at the boundary is in the new step.
+        tokio::time::sleep(Duration::from_millis((next - now) as u64 + 50)).await;
+    }
     let mut users = Vec::new();
     for line in std::fs::read_to_string(&users_file)?.lines() {
         let f: Vec<&str> = line.split('\t').collect();

@@ -47,11 +47,30 @@ pub async fn fixture_with(
     cfg: Config,
     ldap: Option<Arc<dyn vigie_radius::PasswordBackend>>,
 ) -> Fixture {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    fixture_on(sock, transport, require_ma, cfg, ldap).await
+}
+
+/// The same, serving on a socket the caller bound (e.g. inside a network
+/// namespace); the NAS client is 127.0.0.1/32.
+pub async fn fixture_on(
+    sock: std::net::UdpSocket,
+    transport: CodeTransport,
+    require_ma: bool,
+    cfg: Config,
+    ldap: Option<Arc<dyn vigie_radius::PasswordBackend>>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (store, key) = Store::open_data_dir(dir.path()).await.unwrap();
+    add_nas(&store, &key, transport, require_ma).await;
+    serve(dir, store, sock, cfg, ldap).await
+}
+
+/// Register the NAS client "vpn" (127.0.0.1/32, secret [`SECRET`]).
+pub async fn add_nas(store: &Store, key: &MasterKey, transport: CodeTransport, require_ma: bool) {
     admin::add_client(
-        &store,
-        &key,
+        store,
+        key,
         "test",
         "vpn",
         "127.0.0.1/32",
@@ -61,13 +80,24 @@ pub async fn fixture_with(
     )
     .await
     .unwrap();
-    let key2 = MasterKey::load_or_create(&dir.path().join("keys/mfa.key")).unwrap();
-    let _ = key;
+}
+
+/// A server on `store` (any database) with the key file in `dir`, on `sock`.
+/// The NAS client must already be in the store.
+pub async fn serve(
+    dir: tempfile::TempDir,
+    store: Store,
+    sock: std::net::UdpSocket,
+    cfg: Config,
+    ldap: Option<Arc<dyn vigie_radius::PasswordBackend>>,
+) -> Fixture {
+    let key = MasterKey::load_or_create(&dir.path().join("keys/mfa.key")).unwrap();
     let events = Collect::default();
-    let server = Server::new(store.clone(), key2, Arc::new(events.clone()), ldap, cfg)
+    let server = Server::new(store.clone(), key, Arc::new(events.clone()), ldap, cfg)
         .await
         .unwrap();
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let sock = tokio::net::UdpSocket::from_std(sock).unwrap();
     let addr = sock.local_addr().unwrap();
     let task = tokio::spawn({
         let s = server.clone();

@@ -1,0 +1,133 @@
+//! Verified-credential cache: after a password passed the argon2id check, a
+//! keyed hash of it is kept in memory for a while, so that the user's next
+//! logins (VPN reconnections, renegotiations) cost a microsecond instead of
+//! an argon2 run.
+//!
+//! Why it is sound:
+//! * only a *success* is cached; a wrong password never matches and still
+//!   pays the full argon2 price, so online guessing does not get cheaper;
+//! * the tag is HMAC-SHA256 under a random key that lives only in this
+//!   process's memory (zeroised on drop), over the user name, the password
+//!   and the stored PHC hash: a password change (new hash) invalidates it,
+//!   also when made by another process or manager;
+//! * comparison is constant-time (`subtle`); entries expire (`ttl`) and the
+//!   map is bounded;
+//! * nothing is written to disk: at rest there is only argon2id.
+//!
+//! The trade-off: someone able to read this process's memory gets keyed
+//! hashes of recently used passwords (with the key next to them), which are
+//! as weak as a fast salted hash against offline guessing. Set the lifetime
+//! to zero (`Config::credential_cache_ttl`) to disable the cache.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// More users than any single RADIUS server serves; a bound against memory abuse.
+const MAX_ENTRIES: usize = 200_000;
+
+pub struct CredentialCache {
+    key: Zeroizing<[u8; 32]>,
+    ttl: Duration,
+    map: Mutex<HashMap<String, ([u8; 32], Instant)>>,
+}
+
+impl CredentialCache {
+    pub fn new(ttl: Duration) -> CredentialCache {
+        CredentialCache {
+            key: Zeroizing::new(crate::crypto::random_bytes()),
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn tag(&self, user: &str, password: &[u8], phc: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+            .expect("HMAC takes any key length");
+        // Length prefixes keep the fields apart ("ab"+"c" is not "a"+"bc").
+        for part in [user.as_bytes(), password, phc.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// True when this exact password was verified against this exact hash
+    /// less than `ttl` ago.
+    pub fn check(&self, user: &str, password: &[u8], phc: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let want = self.tag(user, password, phc);
+        let map = self.map.lock().expect("credential cache lock");
+        map.get(user)
+            .is_some_and(|(tag, exp)| *exp > Instant::now() && bool::from(tag.ct_eq(&want)))
+    }
+
+    /// Remember a password that just passed the argon2id check.
+    pub fn insert(&self, user: &str, password: &[u8], phc: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let tag = self.tag(user, password, phc);
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("credential cache lock");
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, (_, exp)| *exp > now);
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(user.to_string(), (tag, now + self.ttl));
+    }
+
+    /// Forget a user (disabled, locked, password reset by this process).
+    pub fn forget(&self, user: &str) {
+        self.map.lock().expect("credential cache lock").remove(user);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("credential cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_verified_password_and_hash_match() {
+        let c = CredentialCache::new(Duration::from_secs(60));
+        assert!(!c.check("alice", b"pw", "$argon2id$h1"));
+        c.insert("alice", b"pw", "$argon2id$h1");
+        assert!(c.check("alice", b"pw", "$argon2id$h1"));
+        assert!(!c.check("alice", b"pW", "$argon2id$h1"));
+        assert!(!c.check("bob", b"pw", "$argon2id$h1"));
+        // A new password hash (changed elsewhere) invalidates the entry.
+        assert!(!c.check("alice", b"pw", "$argon2id$h2"));
+        c.forget("alice");
+        assert!(!c.check("alice", b"pw", "$argon2id$h1"));
+    }
+
+    #[test]
+    fn entries_expire_and_zero_ttl_disables() {
+        let c = CredentialCache::new(Duration::from_millis(20));
+        c.insert("alice", b"pw", "h");
+        assert!(c.check("alice", b"pw", "h"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!c.check("alice", b"pw", "h"));
+        let off = CredentialCache::new(Duration::ZERO);
+        off.insert("alice", b"pw", "h");
+        assert!(!off.check("alice", b"pw", "h"));
+        assert!(off.is_empty());
+    }
+}
