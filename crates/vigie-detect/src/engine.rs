@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use rsigma_eval::{
@@ -39,11 +40,80 @@ struct RuleMeta {
 }
 
 /// Rules with the same logsource, in one rsigma engine.
+///
+/// The engine is built when the first event of its logsource arrives, not at
+/// load time: rsigma 0.23 indexes each group with Aho-Corasick DFAs
+/// (hard-coded, no smaller automaton can be chosen), which for SigmaHQ's
+/// Windows rules take about 130 MB, 56 MB of them for the 10 `driver_load`
+/// rules (hash lists) alone. A hunt over logs without driver loads, or a
+/// Linux agent, never pays for the groups it does not see.
 struct Group {
     product: Option<String>,
     category: Option<String>,
     service: Option<String>,
-    engine: rsigma_eval::Engine,
+    /// The compiled rules and the filters to apply, until the engine is built.
+    pending: Mutex<Option<PendingGroup>>,
+    engine: OnceLock<rsigma_eval::Engine>,
+}
+
+/// A group's compiled rules and the filters to apply to them.
+type PendingGroup = (Vec<CompiledRule>, Vec<Arc<FilterRule>>);
+
+impl Group {
+    fn new(key: GroupKey, rules: Vec<CompiledRule>) -> Self {
+        let (product, category, service) = key;
+        Group {
+            product,
+            category,
+            service,
+            pending: Mutex::new(Some((rules, Vec::new()))),
+            engine: OnceLock::new(),
+        }
+    }
+
+    fn add_filter(&self, filter: Arc<FilterRule>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, filters)) = pending.as_mut() {
+            filters.push(filter);
+        }
+    }
+
+    /// The group's engine, built on first use (once, even when several
+    /// threads ask at the same time); `build_nanos` adds the time it took.
+    fn engine(&self, build_nanos: &AtomicU64) -> &rsigma_eval::Engine {
+        self.engine.get_or_init(|| {
+            let started = Instant::now();
+            let taken = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let (rules, filters) = taken.unwrap_or_default();
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut engine = rsigma_eval::Engine::new();
+                engine.extend_compiled_rules(rules);
+                for filter in &filters {
+                    // Checked at load time (see `check_filter`).
+                    if let Err(err) = engine.apply_filter(filter) {
+                        tracing::error!(filter = %filter.title, "filter not applied: {err}");
+                    }
+                }
+                engine
+            }));
+            let engine = built.unwrap_or_else(|_| {
+                // A panic must not take the stream down; these rules are lost.
+                tracing::error!(
+                    "building the rule index of {:?}/{:?}/{:?} panicked; its rules are skipped",
+                    self.product,
+                    self.category,
+                    self.service
+                );
+                rsigma_eval::Engine::new()
+            });
+            build_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            engine
+        })
+    }
 }
 
 /// (product, category, service), lowercase.
@@ -52,6 +122,8 @@ type GroupKey = (Option<String>, Option<String>, Option<String>);
 /// What every stream shares: compiled once, read-only.
 struct Shared {
     groups: Vec<Group>,
+    /// Time spent building group engines on first use, in nanoseconds.
+    build_nanos: AtomicU64,
     rules: Vec<RuleMeta>,
     correlations: Vec<CorrelationRule>,
     correlation_meta: Vec<RuleMeta>,
@@ -142,6 +214,39 @@ impl Engine {
     /// Correlation rules loaded.
     pub fn correlation_count(&self) -> usize {
         self.detector.shared.correlations.len()
+    }
+
+    /// Builds every rule group's index now rather than on the first event of
+    /// its logsource (for a long-running process that wants no first-event
+    /// delay). Groups build in parallel on all cores.
+    pub fn prepare_all(&self) {
+        let shared = &self.detector.shared;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while let Some(group) = shared.groups.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
+                        group.engine(&shared.build_nanos);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Seconds spent so far building rule indexes on first use (they are
+    /// not built by [`Engine::load`]; see [`Engine::prepare_all`]).
+    pub fn index_build_seconds(&self) -> f64 {
+        self.detector.shared.build_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// Rule groups (one per distinct logsource) and how many of them have
+    /// had their index built.
+    pub fn groups_built(&self) -> (usize, usize) {
+        let groups = &self.detector.shared.groups;
+        let built = groups.iter().filter(|g| g.engine.get().is_some()).count();
+        (groups.len(), built)
     }
 }
 
@@ -390,12 +495,21 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
         rule_group.push(g);
         grouped[g].push(compiled);
     }
-    // Building a group's indexes (Aho-Corasick automata) is most of the load
-    // time after parsing: spread the groups over the cores.
-    let mut groups = build_groups(grouped, keys);
+    // Indexes are built on first use (see `Group`).
+    let groups: Vec<Group> = grouped
+        .into_iter()
+        .zip(keys)
+        .map(|(rules, key)| Group::new(key, rules))
+        .collect();
 
     // Filters change the rules they name (or all rules of their logsource).
     for (filter, at) in filters {
+        if let Err(err) = check_filter(&filter) {
+            let e = &mut report.rules[at];
+            e.status = RuleStatus::Error;
+            e.reason = Some(err);
+            continue;
+        }
         let targets: Vec<usize> = match &filter.rules {
             FilterRuleTarget::Any => (0..groups.len()).collect(),
             FilterRuleTarget::Specific(refs) => {
@@ -416,18 +530,15 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
                 hit
             }
         };
+        let filter = Arc::new(filter);
         for g in targets {
-            if let Err(err) = groups[g].engine.apply_filter(&filter) {
-                let e = &mut report.rules[at];
-                e.status = RuleStatus::Error;
-                e.reason = Some(err.to_string());
-                break;
-            }
+            groups[g].add_filter(Arc::clone(&filter));
         }
     }
 
     let shared = Arc::new(Shared {
         groups,
+        build_nanos: AtomicU64::new(0),
         rules: metas,
         correlations: kept_correlations,
         correlation_meta,
@@ -437,69 +548,12 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
     }
 }
 
-fn build_groups(grouped: Vec<Vec<CompiledRule>>, keys: Vec<GroupKey>) -> Vec<Group> {
-    let build = |compiled: Vec<CompiledRule>, (product, category, service): GroupKey| {
-        let mut engine = rsigma_eval::Engine::new();
-        engine.extend_compiled_rules(compiled);
-        Group {
-            product,
-            category,
-            service,
-            engine,
-        }
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let all_keys = keys.clone();
-    let mut jobs: Vec<(usize, Vec<CompiledRule>, GroupKey)> = grouped
-        .into_iter()
-        .zip(keys)
-        .enumerate()
-        .map(|(i, (c, k))| (i, c, k))
-        .collect();
-    if threads <= 1 || jobs.len() <= 1 {
-        return jobs.into_iter().map(|(_, c, k)| build(c, k)).collect();
-    }
-    // Largest groups first, dealt round-robin so the threads finish together.
-    jobs.sort_by_key(|(_, c, _)| std::cmp::Reverse(c.len()));
-    let mut shares: Vec<Vec<(usize, Vec<CompiledRule>, GroupKey)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    let mut load = vec![0usize; threads];
-    for job in jobs {
-        let t = (0..threads).min_by_key(|&t| load[t]).unwrap_or(0);
-        load[t] += job.1.len();
-        shares[t].push(job);
-    }
-    let total: usize = shares.iter().map(Vec::len).sum();
-    let mut slots: Vec<Option<Group>> = (0..total).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .into_iter()
-                        .map(|(i, c, k)| (i, build(c, k)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for handle in handles {
-            match handle.join() {
-                Ok(built) => {
-                    for (i, g) in built {
-                        slots[i] = Some(g);
-                    }
-                }
-                Err(_) => tracing::error!("a rule index thread panicked"),
-            }
-        }
-    });
-    // A group whose thread panicked stays, empty, so indices keep their meaning.
-    slots
-        .into_iter()
-        .zip(all_keys)
-        .map(|(g, k)| g.unwrap_or_else(|| build(Vec::new(), k)))
-        .collect()
+/// A filter's own detections must compile; applying it to an engine without
+/// rules checks that without building anything.
+fn check_filter(filter: &FilterRule) -> Result<(), String> {
+    rsigma_eval::Engine::new()
+        .apply_filter(filter)
+        .map_err(|e| e.to_string())
 }
 
 /// Sigma: a `temporal` correlation without a condition fires when all its
@@ -637,9 +691,10 @@ impl Detector {
         let mut results: Vec<EvaluationResult> = Vec::new();
         for &g in route {
             let group = &self.shared.groups[g as usize];
+            let engine = group.engine(&self.shared.build_nanos);
             // A bug in the engine on one odd event must not stop the stream.
             let found = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                group.engine.evaluate(&view)
+                engine.evaluate(&view)
             })) {
                 Ok(found) => found,
                 Err(_) => {

@@ -192,3 +192,60 @@ logsource:
     assert_eq!(p[0].kind, RuleKind::Filter);
     assert!(p[0].reason.as_deref().unwrap().contains("no-such-id"));
 }
+
+#[test]
+fn filter_that_does_not_compile_is_reported_at_load() {
+    // Rule indexes are built on the first event, but a filter's own
+    // detections are checked when the rules load.
+    let filter = "title: Broken filter
+filter:
+  rules:
+    - 5a0c1f4e-0000-4000-8000-000000000001
+  selection:
+    Computer|re: '(unclosed'
+  condition: not selection
+logsource:
+  product: windows
+";
+    let (mut engine, report) = Engine::from_yaml(&[("good", GOOD), ("filter", filter)]);
+    let p: Vec<_> = report.problems().collect();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].kind, RuleKind::Filter);
+    assert_eq!(p[0].status, RuleStatus::Error);
+    // The rule it named still works, unfiltered.
+    let ev = common::record(
+        common::PROC,
+        json!({"Image": "C:\\evil.exe", "Computer": "build01"}),
+        0,
+    );
+    assert_eq!(engine.process(&ev).len(), 1);
+}
+
+#[test]
+fn rule_indexes_are_built_on_first_use() {
+    let dns = "title: Bad domain
+logsource:
+  product: windows
+  category: dns_query
+detection:
+  sel:
+    QueryName|endswith: '.evil.example'
+  condition: sel
+level: high
+";
+    let (mut engine, report) = Engine::from_yaml(&[("good", GOOD), ("dns", dns)]);
+    assert_eq!(report.loaded(), 2);
+    assert_eq!(engine.groups_built(), (2, 0));
+    let ev = common::record(common::PROC, json!({"Image": "C:\\evil.exe"}), 0);
+    assert_eq!(engine.process(&ev).len(), 1);
+    assert_eq!(engine.groups_built(), (2, 1), "only the process group");
+    // Another detector shares the built index.
+    let mut other = engine.detector();
+    assert_eq!(other.process(&ev).len(), 1);
+    assert_eq!(engine.groups_built(), (2, 1));
+    engine.prepare_all();
+    assert_eq!(engine.groups_built(), (2, 2));
+    let dns_ls = vigie_event::LogSource::new(Some("windows"), Some("dns_query"), None);
+    let q = common::record(dns_ls, json!({"QueryName": "x.evil.example"}), 0);
+    assert_eq!(engine.process(&q).len(), 1);
+}

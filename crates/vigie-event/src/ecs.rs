@@ -166,6 +166,31 @@ struct VigieSection {
     record: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// What [`VigieSection`] writes, borrowed from the event: a log record is
+/// written as it is, not copied first (alerts write whole records, and a
+/// hunt writes many alerts).
+#[derive(Serialize, Default)]
+struct VigieSectionOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a SourceRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a ProcessSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'a AuthDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<&'a KernelDetail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<&'a Health>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a ResponseDetail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logsource: Option<&'a LogSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = &self.payload;
@@ -185,9 +210,9 @@ impl Serialize for Event {
             },
         )?;
         map.serialize_entry("host", &self.host)?;
-        let mut vigie = VigieSection {
-            source: self.source.clone(),
-            ..VigieSection::default()
+        let mut vigie = VigieSectionOut {
+            source: self.source.as_ref(),
+            ..VigieSectionOut::default()
         };
         if let Some(process) = self.process() {
             map.serialize_entry("process", process)?;
@@ -198,7 +223,7 @@ impl Serialize for Event {
         match p {
             Payload::Process(e) => {
                 vigie.error = e.error;
-                vigie.target = e.target.clone();
+                vigie.target = e.target.as_ref();
             }
             Payload::File(e) => map.serialize_entry("file", &e.file)?,
             Payload::Network(e) => {
@@ -223,14 +248,14 @@ impl Serialize for Event {
                 if !e.source.is_empty() {
                     map.serialize_entry("source", &e.source)?;
                 }
-                vigie.auth = Some(e.auth.clone());
+                vigie.auth = Some(&e.auth);
             }
-            Payload::Kernel(e) => vigie.kernel = Some(e.detail.clone()),
-            Payload::Health(e) => vigie.health = Some(e.health.clone()),
-            Payload::Response(e) => vigie.response = Some(e.response.clone()),
+            Payload::Kernel(e) => vigie.kernel = Some(&e.detail),
+            Payload::Health(e) => vigie.health = Some(&e.health),
+            Payload::Response(e) => vigie.response = Some(&e.response),
             Payload::Log(r) => {
-                vigie.logsource = Some(r.logsource.clone());
-                vigie.record = Some(r.fields.clone());
+                vigie.logsource = Some(&r.logsource);
+                vigie.record = Some(&r.fields);
             }
         }
         map.serialize_entry("vigie", &vigie)?;
@@ -427,16 +452,19 @@ impl Serialize for Alert {
                 },
             )?;
         }
-        let events: Vec<serde_json::Value> = self
-            .events
-            .iter()
-            .map(|e| serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
-            .collect();
+        // The events are written straight from the alert, not through an
+        // intermediate `Value`.
+        #[derive(Serialize)]
+        struct AlertVigieOut<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            source: Option<&'a SourceRef>,
+            events: &'a [Event],
+        }
         map.serialize_entry(
             "vigie",
-            &AlertVigie {
-                source: self.event().and_then(|e| e.source.clone()),
-                events,
+            &AlertVigieOut {
+                source: self.event().and_then(|e| e.source.as_ref()),
+                events: &self.events,
             },
         )?;
         map.end()

@@ -306,16 +306,39 @@ impl Iterator for EvtxRecords {
 /// `<Element>_<Attribute>` (`Provider_Name`, `TimeCreated_SystemTime`),
 /// EventData and UserData values at the top by their names.
 pub fn flatten_windows(value: &Value) -> Option<Map<String, Value>> {
-    let event = value.get("Event")?.as_object()?;
-    let system = event.get("System")?.as_object()?;
-    let mut out = Map::new();
-    for (key, v) in system {
-        flatten_element(key, v, &mut out);
+    if !value.get("Event")?.get("System")?.is_object() {
+        return None;
     }
-    if let Some(data) = event.get("EventData") {
+    flatten_windows_owned(value.clone()).ok()
+}
+
+/// [`flatten_windows`] taking the record by value: its strings move into the
+/// flat map instead of being copied (this runs once per hunted record). A
+/// value that is not a Windows rendering comes back unchanged as the error.
+pub fn flatten_windows_owned(value: Value) -> Result<Map<String, Value>, Value> {
+    let Value::Object(mut root) = value else {
+        return Err(value);
+    };
+    let is_windows = root
+        .get("Event")
+        .and_then(|e| e.get("System"))
+        .is_some_and(Value::is_object);
+    if !is_windows {
+        return Err(Value::Object(root));
+    }
+    let Some(Value::Object(mut event)) = root.remove("Event") else {
+        unreachable!("checked above")
+    };
+    let mut out = Map::new();
+    if let Some(Value::Object(system)) = event.remove("System") {
+        for (key, v) in system {
+            flatten_element(key, v, &mut out);
+        }
+    }
+    if let Some(data) = event.remove("EventData") {
         flatten_data(data, &mut out);
     }
-    if let Some(Value::Object(user_data)) = event.get("UserData") {
+    if let Some(Value::Object(user_data)) = event.remove("UserData") {
         // UserData holds one element named after the event; its children are
         // the fields.
         for (key, inner) in user_data {
@@ -325,35 +348,42 @@ pub fn flatten_windows(value: &Value) -> Option<Map<String, Value>> {
             flatten_data(inner, &mut out);
         }
     }
-    Some(out)
+    Ok(out)
 }
 
 /// A System child: a scalar, an element with attributes, or an element with
 /// text and attributes (`EventID` with `Qualifiers`).
-fn flatten_element(key: &str, v: &Value, out: &mut Map<String, Value>) {
+fn flatten_element(key: String, v: Value, out: &mut Map<String, Value>) {
     match v {
         Value::Object(obj) => {
-            if let Some(text) = obj.get("#text") {
-                out.insert(key.to_string(), text.clone());
-            }
-            if let Some(Value::Object(attrs)) = obj.get("#attributes") {
-                for (attr, av) in attrs {
-                    out.insert(format!("{key}_{attr}"), av.clone());
-                }
-            }
+            let mut children = Vec::new();
             for (child, cv) in obj {
-                if !child.starts_with('#') {
-                    flatten_element(&format!("{key}_{child}"), cv, out);
+                match child.as_str() {
+                    "#text" => {
+                        out.insert(key.clone(), cv);
+                    }
+                    "#attributes" => {
+                        if let Value::Object(attrs) = cv {
+                            for (attr, av) in attrs {
+                                out.insert(format!("{key}_{attr}"), av);
+                            }
+                        }
+                    }
+                    c if c.starts_with('#') => {}
+                    _ => children.push((child, cv)),
                 }
+            }
+            for (child, cv) in children {
+                flatten_element(format!("{key}_{child}"), cv, out);
             }
         }
         other => {
-            out.insert(key.to_string(), other.clone());
+            out.insert(key, other);
         }
     }
 }
 
-fn flatten_data(data: &Value, out: &mut Map<String, Value>) {
+fn flatten_data(data: Value, out: &mut Map<String, Value>) {
     match data {
         Value::Object(obj) => {
             for (k, v) in obj {
@@ -363,20 +393,22 @@ fn flatten_data(data: &Value, out: &mut Map<String, Value>) {
                 // `<Data>` without a Name renders as "Data" (a list or one value);
                 // `#text` is the text of EventData itself.
                 let v = match v {
-                    Value::Object(inner) if inner.contains_key("#text") => inner["#text"].clone(),
-                    other => other.clone(),
+                    Value::Object(mut inner) if inner.contains_key("#text") => {
+                        inner.remove("#text").unwrap_or(Value::Null)
+                    }
+                    other => other,
                 };
                 // Some providers (Windows Defender) name data with spaces
                 // ("Threat Name"); Sigma's taxonomy writes them without.
                 if k.contains(' ') {
                     out.insert(k.replace(' ', ""), v.clone());
                 }
-                out.insert(k.clone(), v);
+                out.insert(k, v);
             }
         }
         Value::Null => {}
         other => {
-            out.insert("EventData".into(), other.clone());
+            out.insert("EventData".into(), other);
         }
     }
 }
@@ -427,7 +459,7 @@ fn windows_event(
     record_id: Option<u64>,
     classify: Classifier,
 ) -> Result<Event, SkipReason> {
-    let fields = flatten_windows(&value).ok_or(SkipReason::NotAnObject)?;
+    let fields = flatten_windows_owned(value).map_err(|_| SkipReason::NotAnObject)?;
     let record_id = record_id.or_else(|| fields.get("EventRecordID").and_then(Value::as_u64));
     let logsource = classify(&fields);
     Ok(record_event(
