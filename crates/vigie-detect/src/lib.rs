@@ -13,6 +13,9 @@
 //!   rules are shared (`Arc`) by every detector of an engine, so threads
 //!   hunting different files each take [`Engine::detector`] without
 //!   compiling anything again. Correlations count within one detector.
+//!   Each logsource group's index (rsigma's Aho-Corasick DFAs) is built on
+//!   the first event of that logsource, once, for all detectors;
+//!   [`Engine::prepare_all`] builds them all up front.
 //! * [`LoadReport`]: one [`RuleEntry`] per rule document (path, line, id,
 //!   title, [`RuleStatus`], reason) and [`Totals`]; serialisable to JSON.
 //! * [`behaviour`]: detectors Sigma cannot express, fed the same events:
