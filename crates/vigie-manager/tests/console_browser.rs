@@ -144,7 +144,11 @@ struct Driver(Child, u16);
 
 impl Driver {
     fn start() -> Driver {
-        let port = free_port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -297,10 +301,9 @@ async fn run() {
 
     let driver = Driver::start();
     let c = browser(&driver).await;
-    let result = browse(&c, &m, &ns, &id.host_id, &shown).await;
+    browse(&c, &m, &ns, &id.host_id, &shown).await;
     let _ = c.close().await;
     up.shutdown().await;
-    result;
 }
 
 async fn browse(

@@ -395,30 +395,6 @@ pub const TABLE: &[(&str, &str, &str)] = &[
     ),
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_unique_and_translated() {
-        let mut seen = std::collections::HashSet::new();
-        for (k, en, fr) in TABLE {
-            assert!(seen.insert(k), "duplicate key {k}");
-            assert!(!en.is_empty() && !fr.is_empty(), "{k} lacks a translation");
-        }
-    }
-
-    #[test]
-    fn language_choice() {
-        assert_eq!(Lang::pick(None, Some("fr-FR,fr;q=0.9,en;q=0.8")), Lang::Fr);
-        assert_eq!(Lang::pick(Some("en"), Some("fr-FR")), Lang::En);
-        assert_eq!(Lang::pick(None, Some("de-DE,en;q=0.5")), Lang::En);
-        assert_eq!(Lang::pick(None, None), Lang::En);
-        assert_eq!(Lang::pick(Some("xx"), Some("fr")), Lang::Fr);
-        assert_eq!(Lang::Fr.t("alerts"), "Alertes");
-    }
-}
-
 /// The alert in plain words: who ran what, where, and which rule it matched.
 #[allow(clippy::too_many_arguments)]
 pub fn alert_summary(
@@ -475,4 +451,28 @@ pub fn alert_summary(
             "Sur {host}, le {time}, {what}{parent}{user} a fait quelque chose qui correspond à la règle \u{201c}{rule}\u{201d}."
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_translated() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, en, fr) in TABLE {
+            assert!(seen.insert(k), "duplicate key {k}");
+            assert!(!en.is_empty() && !fr.is_empty(), "{k} lacks a translation");
+        }
+    }
+
+    #[test]
+    fn language_choice() {
+        assert_eq!(Lang::pick(None, Some("fr-FR,fr;q=0.9,en;q=0.8")), Lang::Fr);
+        assert_eq!(Lang::pick(Some("en"), Some("fr-FR")), Lang::En);
+        assert_eq!(Lang::pick(None, Some("de-DE,en;q=0.5")), Lang::En);
+        assert_eq!(Lang::pick(None, None), Lang::En);
+        assert_eq!(Lang::pick(Some("xx"), Some("fr")), Lang::Fr);
+        assert_eq!(Lang::Fr.t("alerts"), "Alertes");
+    }
 }
