@@ -397,6 +397,10 @@ pub async fn open(config: &Config) -> Result<(Store, pki::Pki)> {
 
 impl Manager {
     pub async fn start(config: Config) -> Result<ManagerHandle> {
+        // tonic's TLS takes the process-wide rustls provider; when a binary
+        // links both ring and aws-lc (through other crates) rustls cannot
+        // pick one itself. Ours is ring; an already installed one is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (store, pki) = open(&config).await?;
         store.ensure_org(&config.default_org).await?;
         let first_start = if store.user_count().await? == 0 {
