@@ -1,27 +1,31 @@
 //! vigie-agent: the wiring of the endpoint agent, and nothing else.
 //!
 //! sensor ([`vigie_sensor::Sensor`]) → detection ([`vigie_detect::Engine`])
-//! → outputs (ECS JSON lines of events and alerts). Later: policy → respond,
-//! and spool → uplink to the manager. No detection, sensing or response
-//! logic lives here.
+//! → response policy and actions ([`vigie_respond::ResponseService`]) →
+//! outputs (ECS JSON lines) and, with a manager, the uplink
+//! ([`vigie_uplink`]: on-disk spool, mutual-TLS stream, commands down).
+//! No detection, sensing or response logic lives here.
 //!
 //! Main types: [`AgentConfig`] (one TOML file, documented defaults in
-//! [`DEFAULT_CONFIG`]), [`Standalone`] (the options of
-//! `vigie agent --standalone`), [`run_standalone`].
+//! [`DEFAULT_CONFIG`]), [`AgentOptions`] (what `vigie agent` was given),
+//! [`run`], [`status`] (what `vigie agent status` shows).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+mod commands;
+mod report;
+mod run;
+mod status;
+
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use vigie_detect::Engine;
-use vigie_sensor::{Sensor, SensorConfig};
+use vigie_respond::policy::Policy;
+use vigie_sensor::SensorConfig;
+
+pub use commands::{POLICY_FILE, RULES_DIR, RULES_FILE};
+pub use report::Reporter;
+pub use run::{AgentOptions, Standalone, run, run_standalone};
+pub use status::{AgentStatus, STATUS_FILE, Status, status, status_json, status_text};
 
 /// The agent's configuration file, with every default documented. Printed
 /// by `vigie agent --print-default-config`; a test checks it parses to
@@ -34,10 +38,55 @@ pub const DEFAULT_CONFIG: &str = r#"# Vigie agent configuration. Every value sho
 rules = []
 
 [output]
-# Where to write events and alerts as ECS JSON lines: a file path (appended),
-# "-" for standard output, or "" for nowhere.
+# Where to write events, alerts and response actions as ECS JSON lines: a
+# file path (appended), "-" for standard output, or "" for nowhere. Actions
+# (kill, isolate, ... with their verified outcome) also go to the events
+# output, and always to STATE/actions.jsonl.
 events = ""
 alerts = "-"
+actions = "-"
+
+[response]
+# What the agent does by itself when an alert fires.
+# "respond": act as the rules below say; "alert-only": never act.
+mode = "respond"
+# Host names never isolated automatically (e.g. the domain controller)...
+protected_hosts = []
+# ...unless also named here.
+isolate_protected = []
+# Process names or executable paths never killed.
+protected_processes = []
+
+# The rules: alerts of level >= min_level (and with one of the tags, if
+# given) lead to these actions (kill, quarantine, isolate). Defaults:
+# critical -> kill + isolate, high -> kill, the rest alert only. Why: with
+# nobody watching at 3 a.m. the rare, specific critical rules (ransomware,
+# credential dumping) must act alone; high rules fire more often with false
+# positives, and killing one process is a narrow act, while cutting a town
+# hall's workstation off the network on a false positive costs a day's work.
+# Writing [[response.rules]] replaces these defaults.
+[[response.rules]]
+min_level = "critical"
+actions = ["kill", "isolate"]
+
+[[response.rules]]
+min_level = "high"
+actions = ["kill"]
+
+[response.isolation]
+# What stays reachable while the host is isolated (besides loopback, DHCP
+# and the agent's own marked connection to its manager, which keeps working
+# whatever the manager's address).
+# Destinations: IP, CIDR, IP:port, [IPv6]:port or host:port.
+allow = []
+# The only DNS servers allowed; empty: the nameservers of /etc/resolv.conf.
+resolvers = []
+# Destinations that must be unreachable once isolated (self-check); empty:
+# 203.0.113.1:443 and [2001:db8::1]:443.
+probes = []
+# The manager (host:port) checked reachable after isolating; empty: the
+# manager the agent is enrolled with.
+# manager = "vigie.example.org:8444"
 
 [sensor]
 # Bytes of argv copied per exec (64..4095); longer argv is cut and flagged
@@ -73,6 +122,7 @@ pub struct AgentConfig {
     pub detect: DetectConfig,
     pub output: OutputConfig,
     pub sensor: SensorConfig,
+    pub response: Policy,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -86,6 +136,7 @@ pub struct DetectConfig {
 pub struct OutputConfig {
     pub events: String,
     pub alerts: String,
+    pub actions: String,
 }
 
 impl Default for OutputConfig {
@@ -93,6 +144,7 @@ impl Default for OutputConfig {
         OutputConfig {
             events: String::new(),
             alerts: "-".into(),
+            actions: "-".into(),
         }
     }
 }
@@ -102,134 +154,14 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("read configuration {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("configuration {}", path.display()))
+        let cfg: AgentConfig =
+            toml::from_str(&text).with_context(|| format!("configuration {}", path.display()))?;
+        cfg.response
+            .isolation
+            .validate()
+            .with_context(|| format!("configuration {}: [response.isolation]", path.display()))?;
+        Ok(cfg)
     }
-}
-
-/// Options of `vigie agent --standalone` (command line over file).
-#[derive(Debug, Clone, Default)]
-pub struct Standalone {
-    pub config: Option<PathBuf>,
-    pub rules: Vec<PathBuf>,
-    pub events: Option<String>,
-    pub alerts: Option<String>,
-    pub state_dir: PathBuf,
-    pub force_fallback: bool,
-}
-
-fn open_output(spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
-    Ok(match spec {
-        "" => None,
-        "-" => Some(Box::new(BufWriter::new(std::io::stdout()))),
-        path => Some(Box::new(BufWriter::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("open output {path}"))?,
-        ))),
-    })
-}
-
-fn load_engine(dirs: &[PathBuf]) -> Engine {
-    let (engine, report) = Engine::load(dirs);
-    tracing::info!(
-        rules = engine.rule_count(),
-        "detection rules loaded: {}",
-        serde_json::to_string(&report.totals).unwrap_or_default()
-    );
-    engine
-}
-
-/// Runs sensor → detection → outputs until SIGTERM/SIGINT (flush, exit 0).
-/// SIGHUP reloads the rules.
-pub fn run_standalone(opts: Standalone) -> Result<ExitCode> {
-    let mut cfg = match &opts.config {
-        Some(p) => AgentConfig::load(p)?,
-        None => AgentConfig::default(),
-    };
-    cfg.detect.rules.extend(opts.rules.iter().cloned());
-    if let Some(e) = &opts.events {
-        cfg.output.events = e.clone();
-    }
-    if let Some(a) = &opts.alerts {
-        cfg.output.alerts = a.clone();
-    }
-    cfg.sensor.force_fallback |= opts.force_fallback;
-    std::fs::create_dir_all(&opts.state_dir)
-        .with_context(|| format!("create state directory {}", opts.state_dir.display()))?;
-
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, term.clone()).context("install signal handler")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("install signal handler")?;
-
-    let mut events_out = open_output(&cfg.output.events)?;
-    let mut alerts_out = open_output(&cfg.output.alerts)?;
-    let mut engine = load_engine(&cfg.detect.rules);
-
-    let (tx, rx) = sync_channel(1 << 16);
-    let sensor = Sensor::start(cfg.sensor.clone(), tx)?;
-    tracing::info!(mode = sensor.mode().as_str(), "agent running");
-    // Ready marker for scripts and tests: the probes are attached.
-    let _ = File::create(opts.state_dir.join("agent.ready"));
-
-    let handle = |ev: vigie_event::Event,
-                  engine: &mut Engine,
-                  events_out: &mut Option<Box<dyn Write + Send>>,
-                  alerts_out: &mut Option<Box<dyn Write + Send>>|
-     -> Result<()> {
-        if let Some(w) = events_out {
-            writeln!(w, "{}", serde_json::to_string(&ev)?)?;
-        }
-        for alert in engine.process(&ev) {
-            if let Some(w) = alerts_out {
-                writeln!(w, "{}", serde_json::to_string(&alert)?)?;
-            }
-        }
-        Ok(())
-    };
-
-    let mut last_flush = Instant::now();
-    let mut sensor = Some(sensor);
-    loop {
-        if hup.swap(false, Ordering::Relaxed) {
-            tracing::info!("SIGHUP: reloading rules");
-            engine = load_engine(&cfg.detect.rules);
-        }
-        if term.load(Ordering::Relaxed) {
-            // Stop the probes (they drain the kernel buffer), then drain the
-            // channel and flush: nothing seen is lost.
-            if let Some(s) = sensor.take() {
-                s.stop()?;
-            }
-            while let Ok(ev) = rx.try_recv() {
-                handle(ev, &mut engine, &mut events_out, &mut alerts_out)?;
-            }
-            break;
-        }
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(ev) => handle(ev, &mut engine, &mut events_out, &mut alerts_out)?,
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                anyhow::bail!("the sensor stopped unexpectedly")
-            }
-        }
-        if last_flush.elapsed() >= Duration::from_millis(500) {
-            for w in [&mut events_out, &mut alerts_out].into_iter().flatten() {
-                w.flush()?;
-            }
-            last_flush = Instant::now();
-        }
-    }
-    for w in [&mut events_out, &mut alerts_out].into_iter().flatten() {
-        w.flush()?;
-    }
-    let _ = std::fs::remove_file(opts.state_dir.join("agent.ready"));
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

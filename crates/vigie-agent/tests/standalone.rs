@@ -37,13 +37,18 @@ fn sigmahq_rule_fires_on_a_real_action_and_sigterm_flushes() {
     let events = dir.path().join("events.jsonl");
     let alerts = dir.path().join("alerts.jsonl");
     let state = dir.path().join("state");
+    // This agent runs in the host's own namespace: it must never act on it
+    // (SigmaHQ's high and critical rules would kill or isolate).
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[response]\nmode = \"alert-only\"\n").unwrap();
     let opts = Standalone {
-        config: None,
+        config: Some(config),
         rules: vec![rules],
         events: Some(events.to_str().unwrap().into()),
         alerts: Some(alerts.to_str().unwrap().into()),
+        actions: Some(String::new()),
         state_dir: state.clone(),
-        force_fallback: false,
+        ..Default::default()
     };
     let agent = std::thread::spawn(move || run_standalone(opts));
     assert!(

@@ -122,6 +122,7 @@ pub async fn enroll(
     token: &str,
     state_dir: &Path,
     facts: pb::HostFacts,
+    mark: Option<u32>,
 ) -> Result<Identity> {
     let token = parse_token(token)?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -131,7 +132,7 @@ pub async fn enroll(
         .push(rcgen::DnType::CommonName, facts.hostname.clone());
     let csr = params.serialize_request(&key)?;
     let config = tls::pinned_config(token.ca_fingerprint)?;
-    let channel = tls::channel(manager_url, config).await?;
+    let channel = tls::channel_marked(manager_url, config, mark).await?;
     let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
     let reply = client
         .enroll(pb::EnrollRequest {

@@ -36,7 +36,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use vigie_proto::pb;
 
 pub use identity::{Identity, Token, enroll, parse_token};
-pub use session::{SessionStats, connect_session};
+pub use session::{SessionStats, connect_session, connect_session_marked};
 use spool::{Kind, Spool};
 
 /// What the manager asks the agent to do.
@@ -160,6 +160,10 @@ pub struct Options {
     pub window: usize,
     /// Longest wait between reconnection attempts.
     pub backoff_max: Duration,
+    /// `SO_MARK` for the sockets to the manager (the agent passes
+    /// `vigie_respond::AGENT_MARK`, which its isolation table lets through).
+    /// Setting it needs CAP_NET_ADMIN.
+    pub socket_mark: Option<u32>,
 }
 
 impl Default for Options {
@@ -170,6 +174,7 @@ impl Default for Options {
             batch_max: 1000,
             window: 8,
             backoff_max: Duration::from_secs(30),
+            socket_mark: None,
         }
     }
 }
@@ -203,7 +208,18 @@ pub struct Uplink;
 impl Uplink {
     /// First start: enrol with a one-time token and save the identity.
     pub async fn enroll(manager_url: &str, token: &str, state_dir: &Path) -> Result<Identity> {
-        identity::enroll(manager_url, token, state_dir, local_facts()).await
+        identity::enroll(manager_url, token, state_dir, local_facts(), None).await
+    }
+
+    /// [`Uplink::enroll`] over a socket marked `mark` (so enrolment works
+    /// on a host that is already isolated).
+    pub async fn enroll_marked(
+        manager_url: &str,
+        token: &str,
+        state_dir: &Path,
+        mark: Option<u32>,
+    ) -> Result<Identity> {
+        identity::enroll(manager_url, token, state_dir, local_facts(), mark).await
     }
 
     /// Open the spool and run the link in the background until the handle
@@ -366,9 +382,15 @@ impl UplinkHandle {
     /// Flush, then stop the link; what is spooled stays on disk for the
     /// next start.
     pub async fn shutdown(self) {
+        self.stop().await;
+        // Drop aborts the tasks.
+    }
+
+    /// [`Self::shutdown`] for a shared handle: flush to the spool, stop the
+    /// link (the tasks end with their runtime).
+    pub async fn stop(&self) {
         self.flush().await;
         let _ = self.stop.send(true);
-        // Drop aborts the tasks.
     }
 }
 

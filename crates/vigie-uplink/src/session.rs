@@ -41,8 +41,19 @@ pub async fn connect_session(
     mpsc::Sender<pb::AgentMessage>,
     tonic::Streaming<pb::ManagerMessage>,
 )> {
+    connect_session_marked(identity, None).await
+}
+
+/// [`connect_session`] over sockets marked `mark` (see [`tls::connect_tcp`]).
+pub async fn connect_session_marked(
+    identity: &Identity,
+    mark: Option<u32>,
+) -> Result<(
+    mpsc::Sender<pb::AgentMessage>,
+    tonic::Streaming<pb::ManagerMessage>,
+)> {
     let config = tls::mtls_config(&identity.ca_der, &identity.cert_der, &identity.key_der)?;
-    let channel = tls::channel(&identity.manager_url, config).await?;
+    let channel = tls::channel_marked(&identity.manager_url, config, mark).await?;
     let mut client = pb::agent_service_client::AgentServiceClient::new(channel)
         .max_decoding_message_size(vigie_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(vigie_proto::MAX_MESSAGE_BYTES);
@@ -108,7 +119,8 @@ async fn session<H: CommandHandler>(
     handler: Arc<H>,
     done: Arc<Mutex<HashSet<String>>>,
 ) -> Result<()> {
-    let (up, mut down) = connect_session(&shared.identity).await?;
+    let (up, mut down) =
+        connect_session_marked(&shared.identity, shared.options.socket_mark).await?;
     let pending = shared.spool.pending().await.unwrap_or(0);
     up.send(heartbeat(shared, pending)).await?;
     let _ = shared.connected.send(true);

@@ -14,6 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 use vigie_proto::tonic;
 
@@ -152,6 +153,39 @@ pub fn host_port(url: &str) -> Result<(String, u16)> {
 
 /// A gRPC channel to the manager over our own TLS configuration.
 pub async fn channel(url: &str, config: ClientConfig) -> Result<Channel> {
+    channel_marked(url, config, None).await
+}
+
+/// Open a TCP connection to `host:port`, giving the socket the mark `mark`
+/// (`SO_MARK`) before it connects: the agent's isolation table lets marked
+/// sockets through, whatever the manager's address is.
+pub async fn connect_tcp(host: &str, port: u16, mark: Option<u32>) -> std::io::Result<TcpStream> {
+    let Some(mark) = mark else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket2::SockRef::from(&sock).set_mark(mark)?;
+        match sock.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        )
+    }))
+}
+
+/// [`channel`], with every socket marked `mark` (see [`connect_tcp`]).
+pub async fn channel_marked(url: &str, config: ClientConfig, mark: Option<u32>) -> Result<Channel> {
     let (host, port) = host_port(url)?;
     let server_name = ServerName::try_from(host.clone())
         .with_context(|| format!("{host:?} is not a valid server name"))?;
@@ -168,7 +202,7 @@ pub async fn channel(url: &str, config: ClientConfig) -> Result<Channel> {
             let server_name = server_name.clone();
             let host = host.clone();
             async move {
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                let tcp = connect_tcp(&host, port, mark).await?;
                 tcp.set_nodelay(true)?;
                 let tls = connector.connect(server_name, tcp).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))

@@ -1,6 +1,6 @@
-//! `vigie agent`: run the endpoint agent (`--standalone`: sensor → detection
-//! → ECS JSON lines, no manager), print its default configuration, or act on
-//! a running agent (`isolate`, `release`, `status`, ... from agent_actions).
+//! `vigie agent`: run the endpoint agent (with a manager, or `--standalone`),
+//! print its default configuration, or act on a running agent (`isolate`,
+//! `release`, `status`, ... from agent_actions).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,16 +12,29 @@ use super::agent_actions::{self, AgentAction};
 
 /// Run the Vigie endpoint agent, or act on it.
 ///
-/// `--standalone` runs the eBPF sensor (fallback: proc connector + fanotify,
-/// reported as degraded mode) and the Sigma detection engine locally,
-/// without a manager. Events and alerts are written as ECS JSON lines.
+/// The agent runs the eBPF sensor (fallback: proc connector + fanotify,
+/// reported as degraded mode), the Sigma detection engine and the automatic
+/// response policy (default: critical alert → kill + isolate, high → kill;
+/// see the `[response]` section of --print-default-config). A saved
+/// isolation is re-applied at start, before anything connects.
+///
+/// With a manager: the first start enrols with a one-time token (identity
+/// saved in the state directory); later starts reuse it. Events, alerts and
+/// actions go to the manager through an on-disk spool (nothing lost while
+/// it is unreachable); the manager's commands (isolate, release, kill,
+/// quarantine, restore, rules, policy) come back with verified outcomes.
+/// The link to the manager keeps working while the host is isolated.
+///
+/// `--standalone`: no manager; everything stays in the local outputs.
 /// SIGTERM or Ctrl-C flushes and exits 0; SIGHUP reloads the rules. Needs
 /// root.
 ///
-/// Defaults: alerts to standard output, events nowhere, rules from the
-/// configuration file only, state in /var/lib/vigie/agent.
+/// Defaults: alerts and actions to standard output, events nowhere, rules
+/// from the configuration file only, state in /var/lib/vigie/agent.
 ///
-/// Example:
+/// Examples:
+///   vigie agent --manager https://manager.example:8444 --enroll-token SECRET.FINGERPRINT --rules /etc/vigie/sigma/linux
+///   vigie agent --rules /etc/vigie/sigma/linux          (later starts: saved identity)
 ///   vigie agent --standalone --rules /etc/vigie/sigma/linux --events /var/log/vigie/events.jsonl --alerts -
 ///   vigie agent --print-default-config > /etc/vigie/agent.toml
 #[derive(ClapArgs, Debug)]
@@ -30,9 +43,25 @@ pub struct Args {
     #[command(subcommand)]
     pub action: Option<AgentAction>,
 
-    /// Run locally without a manager: sensor → detection → outputs.
-    #[arg(long)]
+    /// Run locally without a manager: sensor → detection → response →
+    /// outputs.
+    #[arg(long, conflicts_with_all = ["manager", "enroll_token"])]
     pub standalone: bool,
+
+    /// The manager's agent URL (gRPC, mutual TLS), for the first start:
+    /// `https://HOST:8444` (`vigie manager` prints it).
+    #[arg(long, value_name = "URL", requires = "enroll_token")]
+    pub manager: Option<String>,
+
+    /// One-time enrolment token from `vigie manager token create` (first
+    /// start only; ignored once enrolled).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "VIGIE_ENROLL_TOKEN",
+        hide_env_values = true
+    )]
+    pub enroll_token: Option<String>,
 
     /// Folder of Sigma rules (repeatable), added to the configuration's.
     #[arg(long = "rules", value_name = "DIR")]
@@ -47,6 +76,12 @@ pub struct Args {
     /// standard output. Default: the configuration's (standard output).
     #[arg(long, value_name = "FILE|-")]
     pub alerts: Option<String>,
+
+    /// Write response actions (what, why, verified outcome, how to undo)
+    /// as ECS JSON lines to FILE, or `-`. Default: the configuration's
+    /// (standard output). Always also in STATE/actions.jsonl.
+    #[arg(long, value_name = "FILE|-")]
+    pub actions: Option<String>,
 
     /// Configuration file (TOML). See --print-default-config.
     #[arg(long, value_name = "FILE")]
@@ -73,17 +108,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         print!("{}", vigie_agent::DEFAULT_CONFIG);
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.standalone {
-        anyhow::bail!(
-            "only standalone mode exists yet: run `vigie agent --standalone` (see --help)"
-        );
-    }
-    vigie_agent::run_standalone(vigie_agent::Standalone {
+    vigie_agent::run(vigie_agent::AgentOptions {
         config: args.config,
         rules: args.rules,
         events: args.events,
         alerts: args.alerts,
+        actions: args.actions,
         state_dir: args.state_dir,
         force_fallback: args.fallback,
+        standalone: args.standalone,
+        manager: args.manager,
+        enroll_token: args.enroll_token,
     })
 }

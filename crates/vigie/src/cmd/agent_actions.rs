@@ -49,8 +49,9 @@ pub enum AgentAction {
         #[arg(long = "for", value_enum, default_value_t = CodePurpose::Release)]
         purpose: CodePurpose,
     },
-    /// Show isolation state, quarantined files, the deny list and the last
-    /// actions, read from the state directory.
+    /// Show the agent's state: running or not, sensor health, rules loaded,
+    /// manager connection and spool, isolation state, quarantined files,
+    /// the deny list and the last actions, read from the state directory.
     ///
     /// Example: vigie agent status --last 20
     Status {
@@ -202,12 +203,11 @@ pub fn run(action: AgentAction, state_dir: Option<&Path>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AgentAction::Status { last, json } => {
-            let r = Responder::open(&dir)?;
-            let s = r.status(last)?;
+            let s = vigie_agent::status(&dir, last)?;
             if json {
-                println!("{}", vigie_respond::status_json(&s));
+                println!("{}", vigie_agent::status_json(&s));
             } else {
-                print!("{}", vigie_respond::status_text(&s));
+                print!("{}", vigie_agent::status_text(&s));
             }
             Ok(ExitCode::SUCCESS)
         }

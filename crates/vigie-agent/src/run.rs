@@ -1,0 +1,406 @@
+//! The agent's main loop: response state first (a saved isolation is
+//! re-applied before anything connects), then the manager link, then the
+//! sensor; events → detection → outputs/uplink, alerts → the response
+//! thread (policy → actions).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use vigie_detect::Engine;
+use vigie_event::{Alert, HealthAction, Payload};
+use vigie_respond::policy::Policy;
+use vigie_respond::{ResponseService, ServiceOptions};
+use vigie_sensor::Sensor;
+use vigie_uplink::{Identity, Uplink, UplinkHandle};
+
+use crate::AgentConfig;
+use crate::commands::{self, Commands};
+use crate::report::{Outputs, Reporter, open_output};
+use crate::status::{AgentStatus, write_status};
+
+/// What `vigie agent` was given (command line over configuration file).
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    pub config: Option<PathBuf>,
+    pub rules: Vec<PathBuf>,
+    pub events: Option<String>,
+    pub alerts: Option<String>,
+    pub actions: Option<String>,
+    pub state_dir: PathBuf,
+    pub force_fallback: bool,
+    /// No manager: everything stays local.
+    pub standalone: bool,
+    /// The manager's agent (gRPC) URL, for the first start.
+    pub manager: Option<String>,
+    /// One-time enrolment token, for the first start.
+    pub enroll_token: Option<String>,
+}
+
+/// The options of `vigie agent --standalone` (the same type).
+pub type Standalone = AgentOptions;
+
+/// [`run`] without a manager.
+pub fn run_standalone(mut opts: AgentOptions) -> Result<ExitCode> {
+    opts.standalone = true;
+    run(opts)
+}
+
+fn load_engine(dirs: &[PathBuf]) -> Engine {
+    // STATE/rules exists only once the manager sent rules.
+    let dirs: Vec<&PathBuf> = dirs
+        .iter()
+        .filter(|d| !d.ends_with(commands::RULES_DIR) || d.exists())
+        .collect();
+    let (engine, report) = Engine::load(&dirs);
+    for p in report.problems() {
+        tracing::warn!(
+            "rule {}:{}: {}",
+            p.path,
+            p.line.unwrap_or(1),
+            p.reason.as_deref().unwrap_or("not loaded")
+        );
+    }
+    tracing::info!(
+        rules = engine.rule_count(),
+        "detection rules loaded: {}",
+        serde_json::to_string(&report.totals).unwrap_or_default()
+    );
+    engine
+}
+
+/// `host:port` of a manager URL (for the isolation's self-check).
+fn manager_host_port(url: &str) -> Option<String> {
+    let (h, p) = vigie_uplink::tls::host_port(url).ok()?;
+    Some(if h.contains(':') {
+        format!("[{h}]:{p}")
+    } else {
+        format!("{h}:{p}")
+    })
+}
+
+/// Runs the agent until SIGTERM/SIGINT (flush, exit 0). SIGHUP reloads the
+/// rules.
+pub fn run(opts: AgentOptions) -> Result<ExitCode> {
+    let mut cfg = match &opts.config {
+        Some(p) => AgentConfig::load(p)?,
+        None => AgentConfig::default(),
+    };
+    cfg.detect.rules.extend(opts.rules.iter().cloned());
+    for (out, given) in [
+        (&mut cfg.output.events, &opts.events),
+        (&mut cfg.output.alerts, &opts.alerts),
+        (&mut cfg.output.actions, &opts.actions),
+    ] {
+        if let Some(g) = given {
+            *out = g.clone();
+        }
+    }
+    cfg.sensor.force_fallback |= opts.force_fallback;
+    let state_dir = opts.state_dir.clone();
+    // Mode 0700: the state holds the agent's key and quarantined files.
+    vigie_respond::StateDir::open(&state_dir)?;
+
+    let enrolled = Identity::exists(&state_dir);
+    if !opts.standalone && !enrolled && (opts.manager.is_none() || opts.enroll_token.is_none()) {
+        anyhow::bail!(
+            "this agent is not enrolled (no identity in {}): start it once with \
+             --manager URL --enroll-token TOKEN, or run it without a manager with --standalone",
+            state_dir.display()
+        );
+    }
+
+    let term = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone()).context("install signal handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("install signal handler")?;
+
+    let reporter = Reporter::new(
+        Outputs {
+            events: open_output(&cfg.output.events)?,
+            alerts: open_output(&cfg.output.alerts)?,
+            actions: open_output(&cfg.output.actions)?,
+        },
+        !opts.standalone,
+    );
+
+    // 1. Response first: re-apply a saved isolation before connecting
+    //    anywhere, start the watcher that restores a tampered table.
+    let (service, reconciled) = {
+        let r = reporter.clone();
+        ResponseService::start(&state_dir, ServiceOptions::default(), move |ev| {
+            r.action(ev)
+        })?
+    };
+    for ev in &reconciled {
+        reporter.action(ev);
+    }
+    let service = Arc::new(service);
+    let policy = match commands::load_policy_file(&state_dir.join(commands::POLICY_FILE)) {
+        Ok(Some(p)) => {
+            tracing::info!(
+                "response policy from the manager ({})",
+                commands::POLICY_FILE
+            );
+            p
+        }
+        Ok(None) => cfg.response.clone(),
+        Err(e) => {
+            tracing::error!("{e:#}; using the configuration's policy");
+            cfg.response.clone()
+        }
+    };
+    let policy = Arc::new(RwLock::new(policy));
+
+    // 2. The manager link (its sockets carry the mark isolation lets through).
+    let mut manager = None;
+    let mut runtime = None;
+    let mut uplink: Option<Arc<UplinkHandle>> = None;
+    if !opts.standalone {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vigie-uplink")
+            .enable_all()
+            .build()
+            .context("start the uplink runtime")?;
+        let mark = Some(vigie_respond::AGENT_MARK);
+        if !enrolled {
+            let url = opts.manager.as_deref().expect("checked above");
+            let token = opts.enroll_token.as_deref().expect("checked above");
+            let id = rt
+                .block_on(Uplink::enroll_marked(url, token, &state_dir, mark))
+                .with_context(|| format!("enrolment with the manager at {url}"))?;
+            tracing::info!(host_id = %id.host_id, org = %id.org, "enrolled with {url}");
+        } else if opts.enroll_token.is_some() {
+            tracing::info!(
+                "already enrolled (identity in {}): the enrolment token is not used",
+                state_dir.display()
+            );
+        }
+        let id = Identity::load(&state_dir)?;
+        if let Some(m) = &opts.manager
+            && m != &id.manager_url
+        {
+            tracing::warn!(
+                "--manager {m} ignored: this agent is enrolled with {}",
+                id.manager_url
+            );
+        }
+        manager = manager_host_port(&id.manager_url);
+        let handler = Commands {
+            responder: service.responder().clone(),
+            policy: policy.clone(),
+            reporter: reporter.clone(),
+            manager: manager.clone(),
+            reload: reload.clone(),
+        };
+        let options = vigie_uplink::Options {
+            socket_mark: mark,
+            ..vigie_uplink::Options::default()
+        };
+        let up = Arc::new(rt.block_on(Uplink::start(&state_dir, handler, options))?);
+        reporter.set_link(up.clone(), rt.handle().clone());
+        uplink = Some(up);
+        runtime = Some(rt);
+    }
+
+    // 3. Detection, then the sensor.
+    let rule_dirs = {
+        let mut d = cfg.detect.rules.clone();
+        d.push(state_dir.join(commands::RULES_DIR));
+        d
+    };
+    let mut engine = load_engine(&rule_dirs);
+
+    // The response thread: actions can take a second (nft, self-check);
+    // detection must not wait for them.
+    let (alert_tx, alert_rx) = mpsc::channel::<Alert>();
+    let responder_thread = {
+        let (service, policy, reporter, manager) = (
+            service.clone(),
+            policy.clone(),
+            reporter.clone(),
+            manager.clone(),
+        );
+        std::thread::Builder::new()
+            .name("vigie-response".into())
+            .spawn(move || respond_loop(alert_rx, &service, &policy, manager.as_deref(), &reporter))
+            .context("start the response thread")?
+    };
+
+    let (tx, rx) = sync_channel(1 << 16);
+    let sensor = Sensor::start(cfg.sensor.clone(), tx)?;
+    let mut st = AgentStatus {
+        pid: std::process::id(),
+        started: chrono::Utc::now(),
+        updated: chrono::Utc::now(),
+        mode: if opts.standalone {
+            "standalone"
+        } else {
+            "managed"
+        }
+        .into(),
+        sensor: sensor.mode().as_str().into(),
+        sensor_health: match sensor.mode() {
+            vigie_sensor::SensorMode::Ebpf => "ok".into(),
+            vigie_sensor::SensorMode::Fallback => {
+                "degraded: fallback sensor (proc connector + fanotify)".into()
+            }
+        },
+        sensor_lost: 0,
+        rules_loaded: engine.rule_count(),
+        rule_dirs: rule_dirs.iter().map(|d| d.display().to_string()).collect(),
+        response_mode: format!("{:?}", policy.read().map(|p| p.mode).unwrap_or_default()),
+        manager_url: uplink
+            .as_ref()
+            .and_then(|_| Identity::load(&state_dir).ok())
+            .map(|i| i.manager_url),
+        manager_connected: None,
+        spool_pending: None,
+        spool_dropped: None,
+    };
+    tracing::info!(mode = sensor.mode().as_str(), "agent running");
+    // Ready marker for scripts and tests: the probes are attached.
+    let _ = File::create(state_dir.join("agent.ready"));
+
+    let handle = |ev: vigie_event::Event, engine: &mut Engine, st: &mut AgentStatus| {
+        if let Payload::Health(h) = &ev.payload
+            && h.action == HealthAction::EventsLost
+        {
+            st.sensor_lost = st.sensor_lost.max(h.health.counters.values().sum());
+        }
+        reporter.event(&ev);
+        for alert in engine.process(&ev) {
+            reporter.alert(&alert);
+            let _ = alert_tx.send(alert);
+        }
+    };
+
+    let mut last_tick = Instant::now() - Duration::from_secs(10);
+    let mut sensor = Some(sensor);
+    let result = loop {
+        if reload.swap(false, Ordering::Relaxed) {
+            tracing::info!("reloading rules");
+            engine = load_engine(&rule_dirs);
+            st.rules_loaded = engine.rule_count();
+        }
+        if term.load(Ordering::Relaxed) {
+            // Stop the probes (they drain the kernel buffer), then drain the
+            // channel: nothing seen is lost.
+            if let Some(s) = sensor.take()
+                && let Err(e) = s.stop()
+            {
+                tracing::error!("stopping the sensor: {e:#}");
+            }
+            while let Ok(ev) = rx.try_recv() {
+                handle(ev, &mut engine, &mut st);
+            }
+            break Ok(ExitCode::SUCCESS);
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(ev) => handle(ev, &mut engine, &mut st),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                break Err(anyhow::anyhow!("the sensor stopped unexpectedly"));
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(500) {
+            reporter.flush();
+            tick(
+                &mut st,
+                &state_dir,
+                &service,
+                uplink.as_deref(),
+                runtime.as_ref(),
+            );
+            last_tick = Instant::now();
+        }
+    };
+
+    // Shutdown: finish the pending responses, flush, hand the spool over.
+    drop(alert_tx);
+    let _ = responder_thread.join();
+    reporter.flush();
+    if let (Some(up), Some(rt)) = (uplink.take(), runtime.as_ref()) {
+        // Everything sent so far reaches the spool; unacknowledged records
+        // go to the manager at the next start.
+        rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(5), up.stop()).await;
+        });
+    }
+    if let Some(rt) = runtime {
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
+    let _ = std::fs::remove_file(state_dir.join("agent.ready"));
+    let _ = std::fs::remove_file(state_dir.join(crate::STATUS_FILE));
+    drop(service);
+    result
+}
+
+/// Every half second: the status file for `vigie agent status`, and the
+/// facts the next heartbeat carries.
+fn tick(
+    st: &mut AgentStatus,
+    state_dir: &Path,
+    service: &ResponseService,
+    uplink: Option<&UplinkHandle>,
+    rt: Option<&tokio::runtime::Runtime>,
+) {
+    st.updated = chrono::Utc::now();
+    let isolated = service.responder().isolation().is_ok_and(|i| i.is_some());
+    if let (Some(up), Some(rt)) = (uplink, rt) {
+        st.manager_connected = Some(up.is_connected());
+        st.spool_pending = rt.block_on(up.pending()).ok();
+        st.spool_dropped = Some(up.dropped());
+        let health = format!(
+            "{} ({} sensor); {} rules loaded; response {}",
+            st.sensor_health, st.sensor, st.rules_loaded, st.response_mode
+        );
+        let lost = st.sensor_lost;
+        up.update_facts(|f| {
+            f.isolated = isolated;
+            f.sensor_health = health;
+            f.sensor_lost = lost;
+        });
+    }
+    if let Err(e) = write_status(state_dir, st) {
+        tracing::warn!("cannot write the status file: {e:#}");
+    }
+}
+
+fn respond_loop(
+    alerts: mpsc::Receiver<Alert>,
+    service: &ResponseService,
+    policy: &RwLock<Policy>,
+    manager: Option<&str>,
+    reporter: &Reporter,
+) {
+    for alert in alerts {
+        let p = commands::effective_policy(policy, manager);
+        for res in service.on_alert(&p, &alert) {
+            match res {
+                Ok(ev) => reporter.action(&ev),
+                Err(e) => {
+                    // The failure was recorded in actions.jsonl by the
+                    // responder; report that record too.
+                    tracing::warn!("response to alert {} failed: {e:#}", alert.id);
+                    if let Ok(last) = service.responder().state().last_actions(1)
+                        && let Some(ev) = last.into_iter().next()
+                        && matches!(&ev.payload, Payload::Response(r)
+                            if r.response.alert_id.as_deref() == Some(&alert.id.to_string()))
+                    {
+                        reporter.action(&ev);
+                    }
+                }
+            }
+        }
+    }
+}
