@@ -68,7 +68,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[detect]\nrules = [{rules:?}]\n[output]\nalerts = \"\"\nactions = {acts:?}\n\
+            "[detect]\nrules = [{rules:?}]\nbuiltin = false\n[output]\nalerts = \"\"\nactions = {acts:?}\n\
              [response.isolation]\nresolvers = [\"10.77.0.2\"]\nprobes = [\"10.77.0.3:7000\"]\n"
         ),
     )

@@ -36,6 +36,19 @@ pub const DEFAULT_CONFIG: &str = r#"# Vigie agent configuration. Every value sho
 # Folders of Sigma rules (searched recursively for .yml/.yaml). Command-line
 # --rules options are added to these.
 rules = []
+# Load Vigie's built-in rule pack (embedded in the binary) as well.
+builtin = true
+
+[ransomware]
+# The ransomware behaviour detector (docs/vigie-behaviour.md) runs on every
+# event; its thresholds (encrypted_files = 10, corroborated_files = 5, ...)
+# can be set here. It needs [sensor] content_sampling = true.
+
+[canaries]
+# Directories that get two canary files (a hidden one that sorts first, one
+# that sorts last); any write, rename or deletion of them is a critical
+# alert. Missing directories are skipped. Example: ["/srv/partage", "/home"]
+dirs = []
 
 [output]
 # Where to write events, alerts and response actions as ECS JSON lines: a
@@ -114,6 +127,9 @@ force_fallback = false
 # When eBPF cannot load, run the fallback sensor (degraded mode) instead of
 # failing.
 fallback_on_failure = true
+# Sample the first 64 KiB of files written or renamed (entropy, format) for
+# the ransomware detector.
+content_sampling = true
 "#;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -123,12 +139,26 @@ pub struct AgentConfig {
     pub output: OutputConfig,
     pub sensor: SensorConfig,
     pub response: Policy,
+    pub ransomware: vigie_detect::behaviour::RansomwareConfig,
+    pub canaries: vigie_detect::behaviour::CanaryOptions,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
     pub rules: Vec<PathBuf>,
+    /// Vigie's built-in rule pack, on by default: an agent with no rule
+    /// folder configured still detects.
+    pub builtin: bool,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            rules: Vec::new(),
+            builtin: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

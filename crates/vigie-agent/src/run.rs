@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vigie_detect::Engine;
+use vigie_detect::behaviour::{Canaries, Ransomware};
 use vigie_event::{Alert, HealthAction, Payload};
 use vigie_respond::policy::Policy;
 use vigie_respond::{ResponseService, ServiceOptions};
@@ -51,13 +52,17 @@ pub fn run_standalone(mut opts: AgentOptions) -> Result<ExitCode> {
     run(opts)
 }
 
-fn load_engine(dirs: &[PathBuf]) -> Engine {
+fn load_engine(dirs: &[PathBuf], builtin: bool) -> Engine {
     // STATE/rules exists only once the manager sent rules.
     let dirs: Vec<&PathBuf> = dirs
         .iter()
         .filter(|d| !d.ends_with(commands::RULES_DIR) || d.exists())
         .collect();
-    let (engine, report) = Engine::load(&dirs);
+    let (engine, report) = if builtin {
+        Engine::load_with_documents(&dirs, vigie_rules::pack())
+    } else {
+        Engine::load(&dirs)
+    };
     for p in report.problems() {
         tracing::warn!(
             "rule {}:{}: {}",
@@ -218,7 +223,20 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
         d.push(state_dir.join(commands::RULES_DIR));
         d
     };
-    let mut engine = load_engine(&rule_dirs);
+    let builtin = cfg.detect.builtin;
+    let mut engine = load_engine(&rule_dirs, builtin);
+    // Behaviour detection next to the rules. Canaries are planted before the
+    // sensor starts, so planting them raises nothing.
+    let mut ransomware = Ransomware::new(cfg.ransomware.clone());
+    if !cfg.canaries.dirs.is_empty() {
+        match Canaries::plant(&cfg.canaries) {
+            Ok(c) => {
+                tracing::info!(canaries = c.paths().len(), "canary files planted");
+                ransomware.set_canaries(c.paths());
+            }
+            Err(e) => tracing::error!("planting canary files: {e}"),
+        }
+    }
 
     // The response thread: actions can take a second (nft, self-check);
     // detection must not wait for them.
@@ -271,14 +289,18 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     // Ready marker for scripts and tests: the probes are attached.
     let _ = File::create(state_dir.join("agent.ready"));
 
-    let handle = |ev: vigie_event::Event, engine: &mut Engine, st: &mut AgentStatus| {
+    let mut handle = |ev: vigie_event::Event, engine: &mut Engine, st: &mut AgentStatus| {
         if let Payload::Health(h) = &ev.payload
             && h.action == HealthAction::EventsLost
         {
             st.sensor_lost = st.sensor_lost.max(h.health.counters.values().sum());
         }
         reporter.event(&ev);
-        for alert in engine.process(&ev) {
+        for alert in engine
+            .process(&ev)
+            .into_iter()
+            .chain(ransomware.process(&ev))
+        {
             reporter.alert(&alert);
             let _ = alert_tx.send(alert);
         }
@@ -289,7 +311,7 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     let result = loop {
         if reload.swap(false, Ordering::Relaxed) {
             tracing::info!("reloading rules");
-            engine = load_engine(&rule_dirs);
+            engine = load_engine(&rule_dirs, builtin);
             st.rules_loaded = engine.rule_count();
         }
         if term.load(Ordering::Relaxed) {

@@ -42,7 +42,7 @@ fn critical_alert_kills_and_isolates() {
     std::fs::write(
         &config,
         format!(
-            "[detect]\nrules = [{rules:?}]\n\
+            "[detect]\nrules = [{rules:?}]\nbuiltin = false\n\
              [output]\nevents = \"\"\nalerts = {alerts:?}\nactions = {acts:?}\n\
              [response.isolation]\nresolvers = [\"10.77.0.2\"]\nprobes = [\"10.77.0.3:7000\"]\n"
         ),

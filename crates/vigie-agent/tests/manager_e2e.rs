@@ -88,7 +88,7 @@ fn end_to_end(tag: &str, postgres: bool) {
     std::fs::write(
         &config,
         format!(
-            "[detect]\nrules = [{rules:?}]\n[output]\nalerts = \"\"\nactions = \"\"\n\
+            "[detect]\nrules = [{rules:?}]\nbuiltin = false\n[output]\nalerts = \"\"\nactions = \"\"\n\
              [response.isolation]\nresolvers = [\"10.77.0.2\"]\nprobes = [\"10.77.0.3:7000\"]\n"
         ),
     )
