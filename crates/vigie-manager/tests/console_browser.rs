@@ -329,12 +329,30 @@ async fn browse(
     fill(c, "#username", &first.admin_user).await;
     fill(c, "#password", &first.admin_password).await;
     click(c, "form.login button").await;
+    // Clicking does not wait for the next page on every chromedriver.
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#totp-secret"))
+        .await
+        .expect("TOTP enrolment page after the password");
     let page = body(c).await;
     let secret = between(&page, "id=\"totp-secret\">", "<").expect("TOTP enrolment page");
     assert!(page.contains("<svg"), "QR code for the admin");
     for _ in 0..3 {
         fill(c, "#code", &oathtool(&secret)).await;
         click(c, "form button[type=submit]").await;
+        // Either the dashboard, or the enrolment page again with an error.
+        c.wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("#code, main h1"))
+            .await
+            .expect("a page after the TOTP code");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while c.current_url().await.unwrap().path() != "/console/"
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         if c.current_url().await.unwrap().path() == "/console/" {
             break;
         }
@@ -359,7 +377,12 @@ async fn browse(
     shot(c, "alerts").await;
     link.click().await.unwrap();
     // Open its process tree: the culprit is marked.
-    let tree = c.find(Locator::Css("#process-tree")).await.unwrap();
+    let tree = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#process-tree"))
+        .await
+        .expect("the alert page with its process tree");
     let culprit = tree
         .find(Locator::Css("li.culprit"))
         .await
@@ -433,7 +456,9 @@ async fn browse(
     )
     .await;
     let qr = c
-        .find(Locator::Css("#qr svg"))
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#qr svg"))
         .await
         .expect("QR code shown");
     assert!(qr.attr("viewBox").await.unwrap().is_some() || body(c).await.contains("<path"));
