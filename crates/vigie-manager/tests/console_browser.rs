@@ -201,8 +201,12 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// Waits for the element: a click that submits a form does not wait for
+/// the next page on every chromedriver.
 async fn fill(c: &Client, css: &str, text: &str) {
-    c.find(Locator::Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
         .await
         .unwrap()
         .send_keys(text)
@@ -211,7 +215,9 @@ async fn fill(c: &Client, css: &str, text: &str) {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
         .await
         .unwrap()
         .click()
@@ -432,9 +438,15 @@ async fn browse(
         .for_element(Locator::Css("p.flash.ok, p.error"))
         .await
         .expect("the command's outcome is shown");
+    // The isolate page's flash is still there until the next page loads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ns.isolated() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!ns.isolated(), "the table is gone after release");
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let page = body(c).await;
     assert!(page.contains("verified by the agent"), "{page}");
-    assert!(!ns.isolated(), "the table is gone after release");
     let audit = m.h().core.store.list_audit("default", 1000).await.unwrap();
     for action in ["isolate", "release"] {
         assert!(
