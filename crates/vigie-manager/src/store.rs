@@ -997,3 +997,25 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unknown users are checked against DUMMY_HASH so that they take as long
+    /// as known ones: it must parse (else verify_password returns at once)
+    /// and carry the same algorithm and cost as the hashes we make.
+    #[test]
+    fn dummy_hash_costs_as_much_as_a_real_one() {
+        use argon2::password_hash::PasswordHash;
+        let dummy = PasswordHash::new(DUMMY_HASH).expect("DUMMY_HASH parses");
+        let real_s = hash_password("correct horse").unwrap();
+        let real = PasswordHash::new(&real_s).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert!(dummy.hash.is_some());
+        assert!(!verify_password("correct horse", DUMMY_HASH));
+        assert!(verify_password("correct horse", &real_s));
+    }
+}
