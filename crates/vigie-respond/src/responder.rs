@@ -613,12 +613,28 @@ impl Responder {
 
 impl Responder {
     /// Decide and act on one alert: what the agent calls for each alert.
+    ///
+    /// An isolation already in force is left as it is: isolating again
+    /// would redo the table and its ~1 s self-check for nothing, and
+    /// replace who isolated, since when, why and any allow-list the manager
+    /// gave it. (A corrupt `isolation.json` does not count as isolated.)
     pub fn on_alert(
         &self,
         policy: &crate::policy::Policy,
         alert: &vigie_event::Alert,
     ) -> Vec<Result<Event>> {
-        let actions = crate::policy::decide(policy, alert, &self.host.name);
+        let mut actions = crate::policy::decide(policy, alert, &self.host.name);
+        if actions.contains(&crate::policy::Action::Isolate)
+            && let Ok(Some(st)) = self.isolation()
+        {
+            tracing::info!(
+                "alert {}: the host is already isolated (since {} by {}); isolation left as it is",
+                alert.id,
+                st.since,
+                st.actor
+            );
+            actions.retain(|a| *a != crate::policy::Action::Isolate);
+        }
         self.execute(policy, alert, &actions)
     }
 

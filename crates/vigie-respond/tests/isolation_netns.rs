@@ -418,6 +418,36 @@ fn policy_kills_and_isolates_on_critical_alert() {
     assert!(tcp_ok(&ep, "10.77.0.2:7000", true));
     let recorded = actions(&state);
     assert_eq!(recorded.len(), 2);
+
+    // A second critical alert while isolated (no process: isolate only)
+    // leaves the isolation in force as it is: no action, no new record,
+    // still the first alert's isolation.
+    let second = vigie_event::Alert {
+        id: uuid::Uuid::now_v7(),
+        events: Vec::new(),
+        ..alert.clone()
+    };
+    assert_eq!(
+        vigie_respond::policy::decide(&policy, &second, &host.name),
+        vec![vigie_respond::policy::Action::Isolate]
+    );
+    let st = state.clone();
+    let again = in_ns(&ep, move || {
+        Responder::open(&st)
+            .unwrap()
+            .on_alert(&policy, &second)
+            .len()
+    });
+    assert_eq!(again, 0, "already isolated: nothing done");
+    assert_eq!(actions(&state).len(), 2);
+    let iso = Responder::open(&state)
+        .unwrap()
+        .isolation()
+        .unwrap()
+        .unwrap();
+    assert_eq!(iso.alert_id, Some(alert.id.to_string()));
+    assert!(table_present(&ep));
+
     // Clean up the isolation (the namespace goes away anyway).
     let st = state.clone();
     in_ns(&ep, move || {
