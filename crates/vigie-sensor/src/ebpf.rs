@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBufferBuilder, TracepointCategory};
-use vigie_event::{Event, Health, HealthAction, HealthEvent, Host, Payload};
+use vigie_event::{Event, HealthAction, Host};
 
-use crate::SensorConfig;
 use crate::decode::Decoder;
 use crate::skel::VigieSkelBuilder;
 use crate::syscalls;
+use crate::{SensorConfig, health};
 
 const KIND_NAMES: [&str; 7] = [
     "unknown", "exec", "fork", "exit", "syscall", "write", "create",
@@ -39,26 +39,6 @@ fn ensure_tracefs() {
             std::ptr::null(),
         )
     };
-}
-
-pub(crate) fn health(
-    host: &Host,
-    action: HealthAction,
-    message: String,
-    counters: BTreeMap<String, u64>,
-) -> Event {
-    Event::new(
-        chrono::Utc::now(),
-        host.clone(),
-        Payload::Health(HealthEvent {
-            action,
-            health: Health {
-                message,
-                sensor: Some("ebpf".into()),
-                counters,
-            },
-        }),
-    )
 }
 
 /// Runs the eBPF sensor until `stop`; `ready` gets the load result.
@@ -210,6 +190,7 @@ fn pump(
         counters.insert("tracepoints_missing".into(), missing.len() as u64);
         let _ = tx.send(health(
             &host,
+            "ebpf",
             HealthAction::SensorStart,
             "eBPF sensor started".into(),
             counters,
@@ -296,7 +277,13 @@ fn pump(
                 );
                 tracing::warn!("{msg}");
                 if tx
-                    .send(health(&host, HealthAction::EventsLost, msg, counters))
+                    .send(health(
+                        &host,
+                        "ebpf",
+                        HealthAction::EventsLost,
+                        msg,
+                        counters,
+                    ))
                     .is_err()
                 {
                     return Ok(());

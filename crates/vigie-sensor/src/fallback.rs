@@ -15,14 +15,14 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, bail};
 use vigie_event::{
-    Event, File, FileAction, FileEvent, Health, HealthAction, HealthEvent, Host, Payload, Process,
-    ProcessAction, ProcessEvent, ProcessSummary,
+    Event, File, FileAction, FileEvent, HealthAction, Host, Payload, Process, ProcessAction,
+    ProcessEvent, ProcessSummary,
 };
 
-use crate::SensorConfig;
 use crate::content::ContentSampler;
 use crate::process::{Clock, ProcessTable, entity_id};
 use crate::raw::bytes_to_string;
+use crate::{SensorConfig, health};
 
 const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
@@ -30,21 +30,6 @@ const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_EVENT_FORK: u32 = 0x1;
 const PROC_EVENT_EXEC: u32 = 0x2;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
-
-fn health(host: &Host, action: HealthAction, message: String) -> Event {
-    Event::new(
-        chrono::Utc::now(),
-        host.clone(),
-        Payload::Health(HealthEvent {
-            action,
-            health: Health {
-                message,
-                sensor: Some("fallback".into()),
-                counters: BTreeMap::new(),
-            },
-        }),
-    )
-}
 
 fn proc_socket() -> Result<i32> {
     // SAFETY: plain syscalls on values we own; errors are checked.
@@ -143,7 +128,7 @@ pub(crate) fn start(
     } else {
         None
     };
-    let _ = tx.send(health(&host, HealthAction::Degraded, format!("degraded mode: fallback sensor (proc connector + fanotify) because {why}; no network, DNS or kernel events")));
+    let _ = tx.send(health(&host, "fallback", HealthAction::Degraded, format!("degraded mode: fallback sensor (proc connector + fanotify) because {why}; no network, DNS or kernel events"), BTreeMap::new()));
     if let Some(fan) = fan {
         let (tx, stop, host) = (tx.clone(), stop.clone(), host.clone());
         let me = std::process::id() as i32;

@@ -29,6 +29,7 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/vigie.skel.rs"));
 }
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -37,10 +38,32 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use vigie_event::{Event, Host};
+use vigie_event::{Event, Health, HealthAction, HealthEvent, Host, Payload};
 
 pub use content::{header_of, shannon_entropy};
 pub use raw::bytes_to_string;
+
+/// A health event of the sensor named `sensor` ("ebpf", "fallback").
+pub(crate) fn health(
+    host: &Host,
+    sensor: &str,
+    action: HealthAction,
+    message: String,
+    counters: BTreeMap<String, u64>,
+) -> Event {
+    Event::new(
+        chrono::Utc::now(),
+        host.clone(),
+        Payload::Health(HealthEvent {
+            action,
+            health: Health {
+                message,
+                sensor: Some(sensor.into()),
+                counters,
+            },
+        }),
+    )
+}
 
 /// Sensor settings: the `[sensor]` table of the agent's TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
