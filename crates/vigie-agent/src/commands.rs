@@ -43,15 +43,13 @@ impl CommandHandler for Commands {
 }
 
 /// The policy an isolation of this agent uses: the configured one, with
-/// the manager added so the self-check verifies it stays reachable.
+/// the manager added so the self-check verifies it stays reachable. (Empty
+/// resolvers are filled in by vigie-respond when the policy isolates, and
+/// by [`Commands::execute`] for the manager's isolate.)
 pub(crate) fn effective_policy(policy: &RwLock<Policy>, manager: Option<&str>) -> Policy {
     let mut p = policy.read().map(|p| p.clone()).unwrap_or_default();
     if p.isolation.manager.is_none() {
         p.isolation.manager = manager.map(str::to_string);
-    }
-    if p.isolation.resolvers.is_empty() {
-        // Keep the host's resolvers so the manager's name still resolves.
-        p.isolation.resolvers = vigie_respond::isolation::system_resolvers();
     }
     p
 }
@@ -83,6 +81,11 @@ impl Commands {
         let (outcome, event) = match &c.action {
             Action::Isolate => {
                 let mut spec = effective_policy(&self.policy, self.manager.as_deref()).isolation;
+                if spec.resolvers.is_empty() {
+                    // Keep the host's resolvers so the manager's name still
+                    // resolves (as vigie-respond does for the policy's isolate).
+                    spec.resolvers = vigie_respond::isolation::system_resolvers();
+                }
                 // Extra destinations for this isolation: "allow" is a
                 // comma-separated list (IP, CIDR, IP:port, host:port).
                 if let Some(extra) = c.args.get("allow") {
