@@ -150,26 +150,23 @@ impl Canaries {
 
     /// Canaries that are gone or changed (to re-plant or to report).
     pub fn damaged(&self) -> Vec<PathBuf> {
-        self.paths
-            .iter()
-            .filter(|p| {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-                let dir = p.parent().unwrap_or(Path::new("/"));
-                std::fs::read(p).ok() != name.map(|n| content(&n, dir))
-            })
-            .cloned()
-            .collect()
+        self.paths.iter().filter(|p| !intact(p)).cloned().collect()
     }
 
     /// Removes the canaries that still hold what was planted.
     pub fn remove(&self) -> std::io::Result<()> {
-        for p in &self.paths {
-            if !self.damaged().contains(p) {
-                std::fs::remove_file(p)?;
-            }
+        for p in self.paths.iter().filter(|p| intact(p)) {
+            std::fs::remove_file(p)?;
         }
         Ok(())
     }
+}
+
+/// Whether the canary at `path` still holds what was planted there.
+fn intact(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::read(path).ok() == name.map(|n| content(&n, dir))
 }
 
 #[cfg(test)]
