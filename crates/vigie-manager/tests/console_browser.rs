@@ -234,6 +234,28 @@ async fn body(c: &Client) -> String {
     c.source().await.unwrap()
 }
 
+/// Isolate or release from the host page (reason, confirmation, submit) and
+/// return the page that follows. The POST returns once the agent reported
+/// its verified outcome; the page is the new one only when the URL changed
+/// (a release starts on the isolate's result page, which shows a flash too).
+async fn host_action(c: &Client, kind: &str, reason: &str) -> String {
+    let before = c.current_url().await.unwrap();
+    fill(c, &format!("#{kind}-reason"), reason).await;
+    click(c, &format!("#{kind}-confirm")).await;
+    click(c, "form.action button").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.current_url().await.unwrap() == before {
+        assert!(Instant::now() < deadline, "no page after {kind}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("p.flash.ok, p.error"))
+        .await
+        .expect("the command's outcome is shown");
+    body(c).await
+}
+
 /// Events of the sample, and the alerts the built-in Linux rules raise.
 fn sample_events_and_alerts() -> (Vec<vigie_event::Event>, Vec<vigie_event::Alert>) {
     let text =
@@ -412,21 +434,7 @@ async fn browse(
     c.goto(&format!("{base}/console/hosts/{host_id}"))
         .await
         .unwrap();
-    fill(
-        c,
-        "#isolate-reason",
-        "suspicious download on the file server",
-    )
-    .await;
-    click(c, "#isolate-confirm").await;
-    click(c, "form.action button").await;
-    // The POST returns once the agent reported its verified outcome.
-    c.wait()
-        .at_most(Duration::from_secs(60))
-        .for_element(Locator::Css("p.flash.ok, p.error"))
-        .await
-        .expect("the command's outcome is shown");
-    let page = body(c).await;
+    let page = host_action(c, "isolate", "suspicious download on the file server").await;
     assert!(page.contains("verified by the agent"), "{page}");
     assert!(
         ns.isolated(),
@@ -434,24 +442,9 @@ async fn browse(
     );
     shot(c, "host-isolated").await;
     // Release.
-    fill(c, "#release-reason", "cleaned and checked").await;
-    click(c, "#release-confirm").await;
-    click(c, "form.action button").await;
-    // The POST returns once the agent reported its verified outcome.
-    c.wait()
-        .at_most(Duration::from_secs(60))
-        .for_element(Locator::Css("p.flash.ok, p.error"))
-        .await
-        .expect("the command's outcome is shown");
-    // The isolate page's flash is still there until the next page loads.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while ns.isolated() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(!ns.isolated(), "the table is gone after release");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let page = body(c).await;
+    let page = host_action(c, "release", "cleaned and checked").await;
     assert!(page.contains("verified by the agent"), "{page}");
+    assert!(!ns.isolated(), "the table is gone after release");
     let audit = m.h().core.store.list_audit("default", 1000).await.unwrap();
     for action in ["isolate", "release"] {
         assert!(
