@@ -4,6 +4,8 @@
 //! reading parses a document with every section optional, then rebuilds the
 //! typed payload from `event.dataset` and `event.action`.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -120,7 +122,7 @@ struct Meta<'a> {
     #[serde(default)]
     id: Option<Uuid>,
     #[serde(default, borrow)]
-    kind: Option<std::borrow::Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
     #[serde(default)]
     category: Vec<String>,
     #[serde(default, rename = "type")]
@@ -142,53 +144,30 @@ struct Network {
     direction: String,
 }
 
-/// Vigie's own section: what ECS has no place for.
+/// Vigie's own section: what ECS has no place for. Written borrowed from
+/// the event (a log record is not copied first: alerts write whole records,
+/// and a hunt writes many alerts), read owned.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(default)]
-struct VigieSection {
+struct VigieSection<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<SourceRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<ProcessSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth: Option<AuthDetails>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kernel: Option<KernelDetail>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    health: Option<Health>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<ResponseDetail>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logsource: Option<LogSource>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// What [`VigieSection`] writes, borrowed from the event: a log record is
-/// written as it is, not copied first (alerts write whole records, and a
-/// hunt writes many alerts).
-#[derive(Serialize, Default)]
-struct VigieSectionOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a SourceRef>,
+    source: Option<Cow<'a, SourceRef>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a ProcessSummary>,
+    target: Option<Cow<'a, ProcessSummary>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    auth: Option<&'a AuthDetails>,
+    auth: Option<Cow<'a, AuthDetails>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    kernel: Option<&'a KernelDetail>,
+    kernel: Option<Cow<'a, KernelDetail>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    health: Option<&'a Health>,
+    health: Option<Cow<'a, Health>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<&'a ResponseDetail>,
+    response: Option<Cow<'a, ResponseDetail>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    logsource: Option<&'a LogSource>,
+    logsource: Option<Cow<'a, LogSource>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    record: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    record: Option<Cow<'a, serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Serialize for Event {
@@ -210,9 +189,9 @@ impl Serialize for Event {
             },
         )?;
         map.serialize_entry("host", &self.host)?;
-        let mut vigie = VigieSectionOut {
-            source: self.source.as_ref(),
-            ..VigieSectionOut::default()
+        let mut vigie = VigieSection {
+            source: self.source.as_ref().map(Cow::Borrowed),
+            ..VigieSection::default()
         };
         if let Some(process) = self.process() {
             map.serialize_entry("process", process)?;
@@ -223,7 +202,7 @@ impl Serialize for Event {
         match p {
             Payload::Process(e) => {
                 vigie.error = e.error;
-                vigie.target = e.target.as_ref();
+                vigie.target = e.target.as_ref().map(Cow::Borrowed);
             }
             Payload::File(e) => map.serialize_entry("file", &e.file)?,
             Payload::Network(e) => {
@@ -248,14 +227,14 @@ impl Serialize for Event {
                 if !e.source.is_empty() {
                     map.serialize_entry("source", &e.source)?;
                 }
-                vigie.auth = Some(&e.auth);
+                vigie.auth = Some(Cow::Borrowed(&e.auth));
             }
-            Payload::Kernel(e) => vigie.kernel = Some(&e.detail),
-            Payload::Health(e) => vigie.health = Some(&e.health),
-            Payload::Response(e) => vigie.response = Some(&e.response),
+            Payload::Kernel(e) => vigie.kernel = Some(Cow::Borrowed(&e.detail)),
+            Payload::Health(e) => vigie.health = Some(Cow::Borrowed(&e.health)),
+            Payload::Response(e) => vigie.response = Some(Cow::Borrowed(&e.response)),
             Payload::Log(r) => {
-                vigie.logsource = Some(&r.logsource);
-                vigie.record = Some(&r.fields);
+                vigie.logsource = Some(Cow::Borrowed(&r.logsource));
+                vigie.record = Some(Cow::Borrowed(&r.fields));
             }
         }
         map.serialize_entry("vigie", &vigie)?;
@@ -280,7 +259,7 @@ struct Doc<'a> {
     network: Option<Network>,
     dns: Option<Dns>,
     #[serde(default)]
-    vigie: VigieSection,
+    vigie: VigieSection<'a>,
 }
 
 /// Parse one Vigie ECS event (as written by `serde_json::to_string(&event)`).
@@ -325,7 +304,7 @@ fn event_from_doc(doc: Doc<'_>) -> Result<Event, EcsError> {
                 .find(|a| a.as_str() == action)
                 .ok_or_else(bad_action)?,
             process: need(doc.process, "vigie.process", "process")?,
-            target: v.target,
+            target: v.target.map(Cow::into_owned),
             error: v.error,
         }),
         "vigie.file" => Payload::File(FileEvent {
@@ -358,7 +337,7 @@ fn event_from_doc(doc: Doc<'_>) -> Result<Event, EcsError> {
             outcome,
             user: doc.user.unwrap_or_default(),
             source: doc.source.unwrap_or_default(),
-            auth: v.auth.unwrap_or_default(),
+            auth: v.auth.map(Cow::into_owned).unwrap_or_default(),
         }),
         "vigie.kernel" => Payload::Kernel(KernelEvent {
             action: match action.as_str() {
@@ -367,7 +346,7 @@ fn event_from_doc(doc: Doc<'_>) -> Result<Event, EcsError> {
                 "mount" => KernelAction::Mount,
                 _ => return Err(bad_action()),
             },
-            detail: v.kernel.unwrap_or_default(),
+            detail: v.kernel.map(Cow::into_owned).unwrap_or_default(),
             process: need(doc.process, "vigie.kernel", "process")?,
         }),
         "vigie.health" => Payload::Health(HealthEvent {
@@ -379,15 +358,15 @@ fn event_from_doc(doc: Doc<'_>) -> Result<Event, EcsError> {
                 "tamper" => HealthAction::Tamper,
                 _ => return Err(bad_action()),
             },
-            health: v.health.unwrap_or_default(),
+            health: v.health.map(Cow::into_owned).unwrap_or_default(),
         }),
         "vigie.response" => Payload::Response(ResponseEvent {
             outcome,
-            response: v.response.unwrap_or_default(),
+            response: v.response.map(Cow::into_owned).unwrap_or_default(),
         }),
         "vigie.log" => Payload::Log(LogRecord {
-            logsource: v.logsource.unwrap_or_default(),
-            fields: v.record.unwrap_or_default(),
+            logsource: v.logsource.map(Cow::into_owned).unwrap_or_default(),
+            fields: v.record.map(Cow::into_owned).unwrap_or_default(),
         }),
         _ => return Err(EcsError::UnknownDataset(dataset)),
     };
@@ -395,7 +374,7 @@ fn event_from_doc(doc: Doc<'_>) -> Result<Event, EcsError> {
         id: doc.event.id.unwrap_or_else(Uuid::now_v7),
         time: doc.timestamp,
         host: doc.host,
-        source: v.source,
+        source: v.source.map(Cow::into_owned),
         payload,
     })
 }
@@ -414,10 +393,10 @@ struct ThreatTechnique {
     id: Vec<String>,
 }
 
-#[derive(Serialize, Deserialize, Default)]
+/// The alert's `vigie` section as read (written by `AlertVigieOut`).
+#[derive(Deserialize, Default)]
 #[serde(default)]
 struct AlertVigie {
-    #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<SourceRef>,
     events: Vec<serde_json::Value>,
 }
