@@ -79,6 +79,24 @@ fn load_engine(dirs: &[PathBuf], builtin: bool) -> Engine {
     engine
 }
 
+/// The ransomware detector, watching the `[ransomware] canaries` files
+/// configured by hand and the ones planted in `[canaries] dirs`. Call it
+/// before the sensor starts, so planting raises nothing.
+fn ransomware_detector(cfg: &AgentConfig) -> Ransomware {
+    let mut rc = cfg.ransomware.clone();
+    if !cfg.canaries.dirs.is_empty() {
+        match Canaries::plant(&cfg.canaries) {
+            Ok(c) => {
+                let planted = c.paths();
+                tracing::info!(canaries = planted.len(), "canary files planted");
+                rc.canaries.extend(planted);
+            }
+            Err(e) => tracing::error!("planting canary files: {e}"),
+        }
+    }
+    Ransomware::new(rc)
+}
+
 /// `host:port` of a manager URL (for the isolation's self-check).
 fn manager_host_port(url: &str) -> Option<String> {
     let (h, p) = vigie_uplink::tls::host_port(url).ok()?;
@@ -225,18 +243,8 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     };
     let builtin = cfg.detect.builtin;
     let mut engine = load_engine(&rule_dirs, builtin);
-    // Behaviour detection next to the rules. Canaries are planted before the
-    // sensor starts, so planting them raises nothing.
-    let mut ransomware = Ransomware::new(cfg.ransomware.clone());
-    if !cfg.canaries.dirs.is_empty() {
-        match Canaries::plant(&cfg.canaries) {
-            Ok(c) => {
-                tracing::info!(canaries = c.paths().len(), "canary files planted");
-                ransomware.set_canaries(c.paths());
-            }
-            Err(e) => tracing::error!("planting canary files: {e}"),
-        }
-    }
+    // Behaviour detection next to the rules (before the sensor starts).
+    let mut ransomware = ransomware_detector(&cfg);
 
     // The response thread: actions can take a second (nft, self-check);
     // detection must not wait for them.
@@ -424,5 +432,53 @@ fn respond_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigie_event::{Event, File as FileRef, FileAction, FileEvent, Host, Level, Process};
+
+    fn delete(path: &str) -> Event {
+        Event::new(
+            chrono::Utc::now(),
+            Host::named("test"),
+            Payload::File(FileEvent {
+                action: FileAction::Delete,
+                file: FileRef::at(path),
+                process: Process {
+                    entity_id: "4242-100".into(),
+                    pid: 4242,
+                    executable: "/usr/bin/rm".into(),
+                    ..Process::default()
+                },
+            }),
+        )
+    }
+
+    #[test]
+    fn planted_canaries_add_to_the_configured_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = AgentConfig::default();
+        cfg.ransomware.canaries = vec!["/srv/partage/by-hand.pdf".into()];
+        cfg.canaries.dirs = vec![dir.path().to_path_buf()];
+        let mut d = ransomware_detector(&cfg);
+        let planted = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(planted, 2, "two canaries planted");
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let alerts = d.process(&delete(path.to_str().unwrap()));
+            assert!(
+                alerts.iter().any(|a| a.level() == Level::Critical),
+                "planted canary {} watched",
+                path.display()
+            );
+        }
+        let alerts = d.process(&delete("/srv/partage/by-hand.pdf"));
+        assert!(
+            alerts.iter().any(|a| a.level() == Level::Critical),
+            "configured canary still watched"
+        );
     }
 }
