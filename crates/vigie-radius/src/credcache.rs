@@ -34,14 +34,22 @@ const MAX_ENTRIES: usize = 200_000;
 pub struct CredentialCache {
     key: Zeroizing<[u8; 32]>,
     ttl: Duration,
+    max_entries: usize,
     map: Mutex<HashMap<String, ([u8; 32], Instant)>>,
 }
 
 impl CredentialCache {
     pub fn new(ttl: Duration) -> CredentialCache {
+        CredentialCache::bounded(ttl, MAX_ENTRIES)
+    }
+
+    /// A cache of at most `max_entries` users: when full, expired entries go
+    /// first, and if none had expired, all of them.
+    fn bounded(ttl: Duration, max_entries: usize) -> CredentialCache {
         CredentialCache {
             key: Zeroizing::new(crate::crypto::random_bytes()),
             ttl,
+            max_entries,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -77,9 +85,9 @@ impl CredentialCache {
         let tag = self.tag(user, password, phc);
         let now = Instant::now();
         let mut map = self.map.lock().expect("credential cache lock");
-        if map.len() >= MAX_ENTRIES {
+        if map.len() >= self.max_entries {
             map.retain(|_, (_, exp)| *exp > now);
-            if map.len() >= MAX_ENTRIES {
+            if map.len() >= self.max_entries {
                 map.clear();
             }
         }
@@ -129,5 +137,27 @@ mod tests {
         off.insert("alice", b"pw", "h");
         assert!(!off.check("alice", b"pw", "h"));
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn size_is_bounded_expired_entries_go_first() {
+        let c = CredentialCache::bounded(Duration::from_millis(500), 2);
+        c.insert("alice", b"pw", "h");
+        std::thread::sleep(Duration::from_millis(600));
+        c.insert("bob", b"pw", "h");
+        // Full: alice's expired entry makes room, bob's stays.
+        c.insert("carol", b"pw", "h");
+        assert_eq!(c.len(), 2);
+        assert!(c.check("bob", b"pw", "h"));
+        assert!(c.check("carol", b"pw", "h"));
+
+        // Full of live entries: the map is emptied, the new one kept.
+        let c = CredentialCache::bounded(Duration::from_secs(60), 2);
+        for user in ["alice", "bob", "carol"] {
+            c.insert(user, b"pw", "h");
+        }
+        assert_eq!(c.len(), 1);
+        assert!(!c.check("alice", b"pw", "h"));
+        assert!(c.check("carol", b"pw", "h"));
     }
 }
