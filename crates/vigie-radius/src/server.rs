@@ -122,6 +122,15 @@ pub struct Server {
     hash_slots: tokio::sync::Semaphore,
 }
 
+/// What the password check found.
+enum Password {
+    Wrong,
+    /// Checked by argon2id (or the LDAP directory).
+    Verified,
+    /// Matched in the verified-credential cache, without argon2id.
+    Cached,
+}
+
 /// What was decided about an Access-Request.
 enum Decision {
     Accept {
@@ -513,15 +522,38 @@ impl Server {
             return reject(reason, "password");
         }
         let u = record.expect("checked above");
-        if !self.check_password(&u, &password).await {
-            self.failure(Some(&u), calling).await;
-            return reject("wrong password", "password");
+        let cached = match self.check_password(&u, &password).await {
+            Password::Wrong => {
+                self.failure(Some(&u), calling).await;
+                return reject("wrong password", "password");
+            }
+            Password::Verified => false,
+            Password::Cached => true,
+        };
+        let decision = self.second_factor(&u, code, client, calling).await;
+        if cached && matches!(decision, Decision::Reject { .. }) {
+            // A cache hit takes microseconds: without this, a fast reject
+            // (right password, wrong or missing code) would tell an attacker
+            // the password was right, where a wrong one pays argon2.
+            self.burn_time().await;
         }
+        decision
+    }
+
+    /// After a right password: the TOTP code, or an Access-Challenge for it.
+    async fn second_factor(
+        &self,
+        u: &UserRecord,
+        code: Option<String>,
+        client: &Client,
+        calling: Option<&str>,
+    ) -> Decision {
+        let reject = |reason, step| Decision::Reject { reason, step };
         match code {
-            Some(code) => self.check_code(&u, &code, calling, "totp").await,
+            Some(code) => self.check_code(u, &code, calling, "totp").await,
             None if client.transport == CodeTransport::Challenge => {
                 if u.totp_secret.is_none() {
-                    self.failure(Some(&u), calling).await;
+                    self.failure(Some(u), calling).await;
                     return reject("not enrolled", "totp");
                 }
                 let state = crypto::random_bytes::<16>();
@@ -539,7 +571,7 @@ impl Server {
                 Decision::Challenge { state }
             }
             None => {
-                self.failure(Some(&u), calling).await;
+                self.failure(Some(u), calling).await;
                 reject("code missing", "totp")
             }
         }
@@ -592,33 +624,40 @@ impl Server {
         }
     }
 
-    async fn check_password(&self, u: &UserRecord, password: &[u8]) -> bool {
+    async fn check_password(&self, u: &UserRecord, password: &[u8]) -> Password {
+        let verified = |ok| {
+            if ok {
+                Password::Verified
+            } else {
+                Password::Wrong
+            }
+        };
         if password.is_empty() {
             self.burn_time().await;
-            return false;
+            return Password::Wrong;
         }
         match u.backend.as_str() {
             "ldap" => match &self.ldap {
-                Some(b) => b.verify(&u.name, password).await,
+                Some(b) => verified(b.verify(&u.name, password).await),
                 None => {
                     tracing::error!(user = %u.name, "LDAP user but no LDAP directory configured");
-                    false
+                    Password::Wrong
                 }
             },
             _ => {
                 let Some(hash) = u.password_hash.as_deref() else {
                     self.burn_time().await;
-                    return false;
+                    return Password::Wrong;
                 };
                 // Only a match is taken from the cache; anything else pays argon2.
                 if self.creds.check(&u.name, password, hash) {
-                    return true;
+                    return Password::Cached;
                 }
                 let ok = self.argon2_verify(password, hash).await;
                 if ok {
                     self.creds.insert(&u.name, password, hash);
                 }
-                ok
+                verified(ok)
             }
         }
     }
