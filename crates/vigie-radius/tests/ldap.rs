@@ -2,32 +2,18 @@
 
 mod common;
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::free_port;
 use vigie_radius::ldap::{Ldap, LdapConfig};
 use vigie_radius::{CodeTransport, Config, admin};
 
-/// A private slapd on a loopback port, killed on drop.
+/// A private slapd on a loopback port, killed on drop (before its folder goes).
 struct Slapd {
-    child: Child,
+    _child: KillOnDrop,
     url: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn slapd() -> Slapd {
@@ -66,7 +52,7 @@ fn slapd() -> Slapd {
         .spawn()
         .expect("slapd (package slapd) must be installed");
     let s = Slapd {
-        child,
+        _child: KillOnDrop(child),
         url,
         _dir: dir,
     };

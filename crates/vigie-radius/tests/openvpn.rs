@@ -7,10 +7,10 @@
 
 mod common;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::ExtendedKeyUsagePurpose;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vigie_radius::{CodeTransport, Config};
 
@@ -105,15 +105,7 @@ fn udp_socket_in(ns: &str) -> std::net::UdpSocket {
     .unwrap()
 }
 
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn openvpn(ns: &str, conf: &Path, log: &Path) -> Daemon {
+fn openvpn(ns: &str, conf: &Path, log: &Path) -> KillOnDrop {
     let child = Command::new("ip")
         .args(["netns", "exec", ns, "openvpn", "--config"])
         .arg(conf)
@@ -121,7 +113,7 @@ fn openvpn(ns: &str, conf: &Path, log: &Path) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .expect("openvpn (Debian package) must be installed");
-    Daemon(child)
+    KillOnDrop(child)
 }
 
 fn read(p: &Path) -> String {
@@ -151,7 +143,7 @@ fn connect(
     dir: &Path,
     n: u32,
     password: &str,
-) -> (Option<&'static str>, Daemon, PathBuf) {
+) -> (Option<&'static str>, KillOnDrop, PathBuf) {
     let creds = dir.join(format!("creds{n}"));
     std::fs::write(&creds, format!("alice\n{password}\n")).unwrap();
     let conf = dir.join(format!("client{n}.conf"));
@@ -229,21 +221,11 @@ async fn openvpn_tunnel_needs_password_and_totp() {
 
     // PKI for the TLS channel: a CA and the server's certificate (the client
     // authenticates by password + code only).
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Vigie VPN test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let srv_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec!["vpn-server".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "vpn-server");
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let srv = p.signed_by(&srv_key, &ca, &ca_key).unwrap();
+    let ca = TestCa::new("Vigie VPN test CA");
+    let (srv_pem, srv_key) = ca.leaf("vpn-server", ExtendedKeyUsagePurpose::ServerAuth);
     std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(d.join("server.pem"), srv.pem()).unwrap();
-    std::fs::write(d.join("server.key"), srv_key.serialize_pem()).unwrap();
+    std::fs::write(d.join("server.pem"), srv_pem).unwrap();
+    std::fs::write(d.join("server.key"), srv_key).unwrap();
 
     let server_conf = d.join("server.conf");
     std::fs::write(

@@ -3,19 +3,11 @@
 
 mod common;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use std::process::{Child, Command, Stdio};
+use rcgen::ExtendedKeyUsagePurpose;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use vigie_radius::radsec::{RadsecOptions, acceptor, serve};
 use vigie_radius::{CodeTransport, Config};
-
-struct Proxy(Child);
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -32,23 +24,9 @@ async fn radsecproxy_authenticates_over_tls() {
     let d = f.dir.path();
 
     // A private CA, a server certificate for us, a client one for radsecproxy.
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Vigie test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf = |name: &str, eku| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.extended_key_usages = vec![eku];
-        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (srv_pem, srv_key) = leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    let (cli_pem, cli_key) = leaf("vpn-gw", ExtendedKeyUsagePurpose::ClientAuth);
+    let ca = TestCa::new("Vigie test CA");
+    let (srv_pem, srv_key) = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let (cli_pem, cli_key) = ca.leaf("vpn-gw", ExtendedKeyUsagePurpose::ClientAuth);
     for (n, c) in [
         ("ca.pem", ca.pem()),
         ("srv.pem", srv_pem),
@@ -88,7 +66,7 @@ async fn radsecproxy_authenticates_over_tls() {
         d = d.display()
     );
     std::fs::write(d.join("radsecproxy.conf"), conf).unwrap();
-    let _proxy = Proxy(
+    let _proxy = KillOnDrop(
         Command::new("radsecproxy")
             .args(["-f", "-c", d.join("radsecproxy.conf").to_str().unwrap()])
             .stdout(Stdio::null())
