@@ -10,7 +10,8 @@ use std::time::Duration;
 /// loopback port, run as the `postgres` user (tests run as root). Stopped
 /// and deleted on drop.
 pub struct PgCluster {
-    dir: tempfile::TempDir,
+    /// The cluster's files, deleted (after `Drop::drop`) with this field.
+    _dir: tempfile::TempDir,
     child: Child,
     port: u16,
 }
@@ -84,7 +85,11 @@ impl PgCluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pg = PgCluster { dir, child, port };
+        let pg = PgCluster {
+            _dir: dir,
+            child,
+            port,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 std::thread::sleep(Duration::from_millis(300));
@@ -103,7 +108,9 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         // runuser forwards SIGTERM to postgres: a "smart" shutdown.
-        unsafe_kill(self.child.id(), 15);
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         for _ in 0..50 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -112,13 +119,5 @@ impl Drop for PgCluster {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = self.dir.path();
     }
-}
-
-fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
 }
