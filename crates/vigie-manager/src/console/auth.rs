@@ -5,7 +5,7 @@
 //! with each further failure up to 1 hour.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::Form;
@@ -18,22 +18,13 @@ use vigie_radius::totp;
 use super::i18n::Lang;
 use super::layout::{bare, trusted_svg};
 use super::{
-    ConsoleState, PRELOGIN_MS, SESSION_MS, Session, create_session, delete_session, internal,
-    load_session, session_cookie,
+    ConsoleState, CsrfForm, PRELOGIN_MS, SESSION_MS, Session, create_session, csrf_refused,
+    delete_session, internal, lang_of, load_session, session_cookie,
 };
 use crate::store::{AuditEntry, now_ms, verify_password};
 
 pub const MAX_FAILURES: i64 = 5;
 const ISSUER: &str = "Vigie console";
-
-fn lang(jar: &CookieJar, headers: &HeaderMap) -> Lang {
-    Lang::pick(
-        jar.get("lang").map(|c| c.value()),
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|h| h.to_str().ok()),
-    )
-}
 
 fn login_page(lang: Lang, csrf: &str, failed: bool) -> maud::Markup {
     html! {
@@ -53,7 +44,7 @@ pub async fn login_form(
     jar: CookieJar,
     headers: HeaderMap,
 ) -> Response {
-    let lang = lang(&jar, &headers);
+    let lang = lang_of(&jar, &headers);
     let session = match load_session(&st, &jar).await {
         Ok(s) => s,
         Err(e) => return internal(lang, format!("{e:#}")),
@@ -167,18 +158,14 @@ pub async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let lang = lang(&jar, &headers);
+    let lang = lang_of(&jar, &headers);
     let session = match load_session(&st, &jar).await {
         Ok(s) => s,
         Err(e) => return internal(lang, format!("{e:#}")),
     };
     let Some(session) = session.filter(|s| s.csrf_ok(&f.csrf)) else {
         tracing::warn!("console: login form refused (CSRF token)");
-        return (
-            StatusCode::FORBIDDEN,
-            super::layout::error_page(lang, "csrf_refused"),
-        )
-            .into_response();
+        return csrf_refused(lang);
     };
     let failed = |s: &Session| {
         (
@@ -288,7 +275,7 @@ pub async fn totp_form(
     jar: CookieJar,
     headers: HeaderMap,
 ) -> Response {
-    let lang = lang(&jar, &headers);
+    let lang = lang_of(&jar, &headers);
     totp_page(&st, &jar, lang, false).await
 }
 
@@ -370,18 +357,14 @@ pub async fn totp(
     headers: HeaderMap,
     Form(f): Form<TotpForm>,
 ) -> Response {
-    let lang = lang(&jar, &headers);
+    let lang = lang_of(&jar, &headers);
     let s = match load_session(&st, &jar).await {
         Ok(Some(s)) if s.stage == "totp" || s.stage == "totp_enrol" => s,
         Ok(_) => return Redirect::to("/console/login").into_response(),
         Err(e) => return internal(lang, format!("{e:#}")),
     };
     if !s.csrf_ok(&f.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            super::layout::error_page(lang, "csrf_refused"),
-        )
-            .into_response();
+        return csrf_refused(lang);
     }
     let result: anyhow::Result<Option<String>> = async {
         let Some(u) = user_by_name(&st, &s.username).await? else {
@@ -443,19 +426,13 @@ pub async fn totp(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn logout(
     State(st): State<ConsoleState>,
     jar: CookieJar,
     headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<CsrfForm>,
 ) -> Response {
-    let lang = lang(&jar, &headers);
+    let lang = lang_of(&jar, &headers);
     match load_session(&st, &jar).await {
         Ok(Some(s)) if s.csrf_ok(&f.csrf) => {
             if let Err(e) = delete_session(&st, &s.id_hash).await {
@@ -466,11 +443,7 @@ pub async fn logout(
             );
             (jar, Redirect::to("/console/login")).into_response()
         }
-        Ok(_) => (
-            StatusCode::FORBIDDEN,
-            super::layout::error_page(lang, "csrf_refused"),
-        )
-            .into_response(),
+        Ok(_) => csrf_refused(lang),
         Err(e) => internal(lang, format!("{e:#}")),
     }
 }

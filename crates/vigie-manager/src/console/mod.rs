@@ -27,7 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -160,11 +160,10 @@ pub fn session_cookie(id: String) -> Cookie<'static> {
         .build()
 }
 
-pub fn lang_of(parts: &Parts, jar: &CookieJar) -> Lang {
+pub fn lang_of(jar: &CookieJar, headers: &HeaderMap) -> Lang {
     Lang::pick(
         jar.get("lang").map(|c| c.value()),
-        parts
-            .headers
+        headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|h| h.to_str().ok()),
     )
@@ -206,7 +205,7 @@ impl Ctx {
             Ok(())
         } else {
             tracing::warn!(user = %self.session.username, "console: form refused (CSRF token)");
-            Err(self.error(StatusCode::FORBIDDEN, "csrf_refused"))
+            Err(csrf_refused(self.lang))
         }
     }
 
@@ -219,7 +218,7 @@ impl FromRequestParts<ConsoleState> for Ctx {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, st: &ConsoleState) -> Result<Self, Response> {
         let jar = CookieJar::from_headers(&parts.headers);
-        let lang = lang_of(parts, &jar);
+        let lang = lang_of(&jar, &parts.headers);
         match load_session(st, &jar).await {
             Ok(Some(s)) if s.stage == "full" => Ok(Ctx {
                 session: s,
@@ -237,6 +236,22 @@ impl FromRequestParts<ConsoleState> for Ctx {
             }
         }
     }
+}
+
+/// A form whose CSRF token is missing or wrong: 403 and nothing done.
+pub fn csrf_refused(lang: Lang) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        layout::error_page(lang, "csrf_refused"),
+    )
+        .into_response()
+}
+
+/// The body of a form that carries only its CSRF token.
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// Internal errors become a generic page; the detail goes to the log.

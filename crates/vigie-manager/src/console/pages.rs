@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::i18n::{Lang, alert_summary};
 use super::layout::{csrf, flash, level, page, time, trusted_svg};
 use super::queries::{self, AlertFilter};
-use super::{ConsoleState, Ctx, internal};
+use super::{ConsoleState, CsrfForm, Ctx, internal};
 use crate::store::{AuditEntry, now_ms};
 
 type Page = Result<Response, Response>;
@@ -460,7 +460,7 @@ pub async fn alerts(
                     " " label for="bulk-verdict" { (l.t("verdict")) } " "
                     select #bulk-verdict name="verdict" {
                         option value="" { "—" }
-                        @for v in ["true_positive", "false_positive", "benign"] { option value=(v) { (l.t(v_key(v))) } }
+                        @for v in ["true_positive", "false_positive", "benign"] { option value=(v) { (l.t(verdict_key(v))) } }
                     }
                     " " label for="bulk-assignee" { (l.t("assignee")) } " "
                     input #bulk-assignee name="assignee" size="12";
@@ -474,10 +474,6 @@ pub async fn alerts(
         }
     };
     Ok(page(&ctx, l.t("alerts"), "/console/alerts", content).into_response())
-}
-
-fn v_key(v: &str) -> &'static str {
-    verdict_key(v)
 }
 
 #[derive(Deserialize)]
@@ -1016,12 +1012,6 @@ pub async fn rule_upload(
     .map_err(ie(l))?;
     admin_audit(&st, &ctx, "upload_rule", &id, &title).await?;
     Ok(Redirect::to("/console/rules?msg=rule_saved").into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn rule_toggle(
