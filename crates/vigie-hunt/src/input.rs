@@ -304,36 +304,23 @@ impl Iterator for EvtxRecords {
 /// JSON rendering of an EVTX record) to Sigma's field names: System scalars
 /// at the top (`EventID`, `Channel`, `Computer`), attributes as
 /// `<Element>_<Attribute>` (`Provider_Name`, `TimeCreated_SystemTime`),
-/// EventData and UserData values at the top by their names.
-pub fn flatten_windows(value: &Value) -> Option<Map<String, Value>> {
-    if !value.get("Event")?.get("System")?.is_object() {
-        return None;
-    }
-    flatten_windows_owned(value.clone()).ok()
-}
-
-/// [`flatten_windows`] taking the record by value: its strings move into the
-/// flat map instead of being copied (this runs once per hunted record). A
-/// value that is not a Windows rendering comes back unchanged as the error.
-pub fn flatten_windows_owned(value: Value) -> Result<Map<String, Value>, Value> {
+/// EventData and UserData values at the top by their names. The record is
+/// taken by value: its strings move into the flat map instead of being
+/// copied (this runs once per hunted record). None when the value is not a
+/// Windows rendering.
+pub fn flatten_windows(value: Value) -> Option<Map<String, Value>> {
     let Value::Object(mut root) = value else {
-        return Err(value);
+        return None;
     };
-    let is_windows = root
-        .get("Event")
-        .and_then(|e| e.get("System"))
-        .is_some_and(Value::is_object);
-    if !is_windows {
-        return Err(Value::Object(root));
-    }
     let Some(Value::Object(mut event)) = root.remove("Event") else {
-        unreachable!("checked above")
+        return None;
+    };
+    let Some(Value::Object(system)) = event.remove("System") else {
+        return None;
     };
     let mut out = Map::new();
-    if let Some(Value::Object(system)) = event.remove("System") {
-        for (key, v) in system {
-            flatten_element(key, v, &mut out);
-        }
+    for (key, v) in system {
+        flatten_element(key, v, &mut out);
     }
     if let Some(data) = event.remove("EventData") {
         flatten_data(data, &mut out);
@@ -348,7 +335,7 @@ pub fn flatten_windows_owned(value: Value) -> Result<Map<String, Value>, Value> 
             flatten_data(inner, &mut out);
         }
     }
-    Ok(out)
+    Some(out)
 }
 
 /// A System child: a scalar, an element with attributes, or an element with
@@ -459,7 +446,7 @@ fn windows_event(
     record_id: Option<u64>,
     classify: Classifier,
 ) -> Result<Event, SkipReason> {
-    let fields = flatten_windows_owned(value).map_err(|_| SkipReason::NotAnObject)?;
+    let fields = flatten_windows(value).ok_or(SkipReason::NotAnObject)?;
     let record_id = record_id.or_else(|| fields.get("EventRecordID").and_then(Value::as_u64));
     let logsource = classify(&fields);
     Ok(record_event(
