@@ -59,18 +59,12 @@ pub async fn login_form(
             _ => {}
         }
     }
-    let id = match create_session(&st, None, "anon", PRELOGIN_MS).await {
-        Ok(id) => id,
-        Err(e) => return internal(lang, format!("{e:#}")),
-    };
-    let jar = jar.add(session_cookie(id));
-    let s = match load_session(&st, &jar).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return internal(lang, "new session vanished"),
+    let s = match create_session(&st, None, "anon", PRELOGIN_MS).await {
+        Ok(s) => s,
         Err(e) => return internal(lang, format!("{e:#}")),
     };
     (
-        jar,
+        jar.add(session_cookie(s.id)),
         bare(lang, lang.t("login"), login_page(lang, &s.csrf, false)),
     )
         .into_response()
@@ -223,7 +217,9 @@ pub async fn login(
         } else {
             PRELOGIN_MS
         };
-        create_session(&st, Some((&u.id, &u.org, &f.username, &u.role)), stage, ttl).await
+        create_session(&st, Some((&u.id, &u.org, &f.username, &u.role)), stage, ttl)
+            .await
+            .map(|s| s.id)
     }
     .await;
     match result {
@@ -415,7 +411,7 @@ pub async fn totp(
         audit_login(&st, &u, &s.username, "password+totp").await?;
         delete_session(&st, &s.id_hash).await?;
         Ok(Some(
-            create_session(&st, Some((&u.id, &u.org, &s.username, &u.role)), "full", SESSION_MS).await?,
+            create_session(&st, Some((&u.id, &u.org, &s.username, &u.role)), "full", SESSION_MS).await?.id,
         ))
     }
     .await;

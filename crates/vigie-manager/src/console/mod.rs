@@ -90,14 +90,22 @@ impl Session {
     }
 }
 
-/// Create a session; returns the cookie value (the id; only its hash is stored).
+/// A session just created: the cookie value (only its hash is stored) and
+/// the session's CSRF token.
+pub struct NewSession {
+    pub id: String,
+    pub csrf: String,
+}
+
+/// Create a session.
 pub async fn create_session(
     st: &ConsoleState,
     user: Option<(&str, &str, &str, &str)>,
     stage: &str,
     ttl_ms: i64,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<NewSession> {
     let id = random_secret();
+    let csrf = random_secret();
     let (uid, org, name, role) = user.unwrap_or(("", "", "", ""));
     sqlx::query("INSERT INTO console_sessions (id_hash, user_id, org_id, username, role, stage, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(sha256_hex(&id))
@@ -106,7 +114,7 @@ pub async fn create_session(
         .bind(name)
         .bind(role)
         .bind(stage)
-        .bind(random_secret())
+        .bind(&csrf)
         .bind(now_ms())
         .bind(now_ms() + ttl_ms)
         .execute(&st.core.store.pool)
@@ -116,7 +124,7 @@ pub async fn create_session(
         .bind(now_ms())
         .execute(&st.core.store.pool)
         .await?;
-    Ok(id)
+    Ok(NewSession { id, csrf })
 }
 
 pub async fn delete_session(st: &ConsoleState, id_hash: &str) -> anyhow::Result<()> {
