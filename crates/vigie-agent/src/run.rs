@@ -185,6 +185,7 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
 
     // 2. The manager link (its sockets carry the mark isolation lets through).
     let mut manager = None;
+    let mut manager_url = None;
     let mut runtime = None;
     let mut uplink: Option<Arc<UplinkHandle>> = None;
     if !opts.standalone {
@@ -218,6 +219,7 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
             );
         }
         manager = manager_host_port(&id.manager_url);
+        manager_url = Some(id.manager_url);
         let handler = Commands {
             responder: service.responder().clone(),
             policy: policy.clone(),
@@ -284,11 +286,8 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
         sensor_lost: 0,
         rules_loaded: engine.rule_count(),
         rule_dirs: rule_dirs.iter().map(|d| d.display().to_string()).collect(),
-        response_mode: format!("{:?}", policy.read().map(|p| p.mode).unwrap_or_default()),
-        manager_url: uplink
-            .as_ref()
-            .and_then(|_| Identity::load(&state_dir).ok())
-            .map(|i| i.manager_url),
+        response_mode: String::new(), // set by tick, from the policy in force
+        manager_url,
         manager_connected: None,
         spool_pending: None,
         spool_dropped: None,
@@ -314,7 +313,9 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
         }
     };
 
-    let mut last_tick = Instant::now() - Duration::from_secs(10);
+    let mut last_flush = Instant::now();
+    let mut last_tick: Option<Instant> = None;
+    let mut written: Option<(AgentStatus, Instant)> = None;
     let mut sensor = Some(sensor);
     let result = loop {
         if reload.swap(false, Ordering::Relaxed) {
@@ -342,16 +343,21 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
                 break Err(anyhow::anyhow!("the sensor stopped unexpectedly"));
             }
         }
-        if last_tick.elapsed() >= Duration::from_millis(500) {
+        if last_flush.elapsed() >= Duration::from_millis(500) {
             reporter.flush();
+            last_flush = Instant::now();
+        }
+        if last_tick.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
             tick(
                 &mut st,
+                &mut written,
                 &state_dir,
                 &service,
+                &policy,
                 uplink.as_deref(),
                 runtime.as_ref(),
             );
-            last_tick = Instant::now();
+            last_tick = Some(Instant::now());
         }
     };
 
@@ -375,16 +381,28 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     result
 }
 
-/// Every half second: the status file for `vigie agent status`, and the
-/// facts the next heartbeat carries.
+/// How often the status and the heartbeat facts are refreshed (heartbeats
+/// go every 10 s).
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+/// The status file is rewritten when something in it changed, and at least
+/// this often so that `updated` shows the agent alive (`vigie agent status`
+/// calls a status older than 10 s stale).
+const STATUS_REWRITE: Duration = Duration::from_secs(5);
+
+/// Every [`STATUS_EVERY`]: the facts the next heartbeat carries, and the
+/// status file for `vigie agent status` (`written`: what was last written,
+/// and when).
 fn tick(
     st: &mut AgentStatus,
+    written: &mut Option<(AgentStatus, Instant)>,
     state_dir: &Path,
     service: &ResponseService,
+    policy: &RwLock<Policy>,
     uplink: Option<&UplinkHandle>,
     rt: Option<&tokio::runtime::Runtime>,
 ) {
-    st.updated = chrono::Utc::now();
+    // The manager's policy_update can change the mode at any time.
+    st.response_mode = format!("{:?}", policy.read().map(|p| p.mode).unwrap_or_default());
     let isolated = service.responder().isolation().is_ok_and(|i| i.is_some());
     if let (Some(up), Some(rt)) = (uplink, rt) {
         st.manager_connected = Some(up.is_connected());
@@ -401,8 +419,17 @@ fn tick(
             f.sensor_lost = lost;
         });
     }
-    if let Err(e) = write_status(state_dir, st) {
-        tracing::warn!("cannot write the status file: {e:#}");
+    // `updated` only changes here, when the file is written.
+    if written
+        .as_ref()
+        .is_some_and(|(w, at)| w == st && at.elapsed() < STATUS_REWRITE)
+    {
+        return;
+    }
+    st.updated = chrono::Utc::now();
+    match write_status(state_dir, st) {
+        Ok(()) => *written = Some((st.clone(), Instant::now())),
+        Err(e) => tracing::warn!("cannot write the status file: {e:#}"),
     }
 }
 
@@ -455,6 +482,71 @@ mod tests {
                 },
             }),
         )
+    }
+
+    #[test]
+    fn status_file_is_rewritten_only_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _) =
+            ResponseService::start(dir.path(), ServiceOptions::default(), |_| {}).unwrap();
+        let policy = RwLock::new(Policy::default());
+        let now = chrono::Utc::now();
+        let mut st = AgentStatus {
+            pid: std::process::id(),
+            started: now,
+            updated: now,
+            mode: "standalone".into(),
+            sensor: "ebpf".into(),
+            sensor_health: "ok".into(),
+            sensor_lost: 0,
+            rules_loaded: 1,
+            rule_dirs: Vec::new(),
+            response_mode: String::new(),
+            manager_url: None,
+            manager_connected: None,
+            spool_pending: None,
+            spool_dropped: None,
+        };
+        let mut written = None;
+        let read = || -> AgentStatus {
+            serde_json::from_slice(&std::fs::read(dir.path().join(crate::STATUS_FILE)).unwrap())
+                .unwrap()
+        };
+        tick(
+            &mut st,
+            &mut written,
+            dir.path(),
+            &service,
+            &policy,
+            None,
+            None,
+        );
+        let first = read();
+        assert_eq!(first.response_mode, "Respond", "derived from the policy");
+        std::thread::sleep(Duration::from_millis(20));
+        tick(
+            &mut st,
+            &mut written,
+            dir.path(),
+            &service,
+            &policy,
+            None,
+            None,
+        );
+        assert_eq!(read(), first, "nothing changed: not rewritten");
+        st.sensor_lost = 7;
+        tick(
+            &mut st,
+            &mut written,
+            dir.path(),
+            &service,
+            &policy,
+            None,
+            None,
+        );
+        let second = read();
+        assert_eq!(second.sensor_lost, 7);
+        assert!(second.updated > first.updated);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `vigie agent status`: what the running agent last wrote about itself
-//! (`STATE/agent-status.json`, refreshed every half second) together with
+//! (`STATE/agent-status.json`, rewritten when it changes and every 5 s) with
 //! the response state that vigie-respond reads from the state directory.
 
 use std::path::Path;
