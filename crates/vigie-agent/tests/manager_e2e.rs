@@ -18,7 +18,6 @@ mod manager;
 mod netns;
 mod support;
 
-use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -38,10 +37,7 @@ fn in_ns_runtime<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce(&tokio::runtime::Runtime) -> T + Send + 'static,
 ) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    in_ns(ns, move || {
         // Threads inherit the namespace of the thread that makes them.
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -50,8 +46,6 @@ fn in_ns_runtime<T: Send + 'static>(
             .unwrap();
         f(&rt)
     })
-    .join()
-    .expect("test thread")
 }
 
 async fn wait_json(
