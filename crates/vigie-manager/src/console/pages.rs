@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::i18n::{Lang, alert_summary};
-use super::layout::{csrf, flash, level, page, time, trusted_svg};
+use super::layout::{csrf, flash, level, page, query_value, time, trusted_svg};
 use super::queries::{self, AlertFilter};
 use super::{ConsoleState, CsrfForm, Ctx, internal};
 use crate::store::{AuditEntry, now_ms};
@@ -470,7 +470,7 @@ pub async fn alerts(
         }
         (alert_table(l, &list, analyst.then_some("bulk")))
         @if let Some(t) = older {
-            p { a href={ "/console/alerts?status=" (f.status) "&level=" (f.level) "&host=" (f.host) "&q=" (f.q) "&before=" (t) } { (l.t("older")) " →" } }
+            p { a href={ "/console/alerts?status=" (query_value(&f.status)) "&level=" (query_value(&f.level)) "&host=" (query_value(&f.host)) "&q=" (query_value(&f.q)) "&before=" (t) } { (l.t("older")) " →" } }
         }
     };
     Ok(page(&ctx, l.t("alerts"), "/console/alerts", content).into_response())
