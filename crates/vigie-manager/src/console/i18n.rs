@@ -48,7 +48,8 @@ impl Lang {
     }
 
     /// The string for `key`; the key itself when it is missing (a test
-    /// checks that every key used has both languages).
+    /// checks that every key written out in the console's code is in the
+    /// table, with both languages).
     pub fn t(self, key: &'static str) -> &'static str {
         match STRINGS.get(key) {
             Some((en, fr)) => match self {
@@ -464,6 +465,37 @@ mod tests {
             assert!(seen.insert(k), "duplicate key {k}");
             assert!(!en.is_empty() && !fr.is_empty(), "{k} lacks a translation");
         }
+    }
+
+    /// Keys the console's code passes as literals: `.t("key")`, and the
+    /// error pages' `error(code, "key")` / `error_page(lang, "key")`.
+    #[test]
+    fn every_key_used_is_in_the_table() {
+        let sources = [
+            include_str!("auth.rs"),
+            include_str!("layout.rs"),
+            include_str!("mod.rs"),
+            include_str!("pages.rs"),
+        ];
+        let mut used = 0;
+        for src in sources {
+            for (i, _) in src.match_indices("\"") {
+                let before = src[..i].trim_end();
+                let literal_arg = before.ends_with(".t(")
+                    || (before.ends_with(',')
+                        && ["error(", "error_page("].iter().any(|f| {
+                            let line = &before[before.rfind('\n').map_or(0, |n| n + 1)..];
+                            line.contains(f)
+                        }));
+                if !literal_arg {
+                    continue;
+                }
+                let key = &src[i + 1..i + 1 + src[i + 1..].find('"').unwrap()];
+                assert!(STRINGS.contains_key(key), "key {key:?} is not in TABLE");
+                used += 1;
+            }
+        }
+        assert!(used > 100, "found only {used} keys: the scan is broken");
     }
 
     #[test]
