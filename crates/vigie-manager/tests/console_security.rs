@@ -68,6 +68,18 @@ async fn setup() -> Setup {
     }
 }
 
+async fn alert_status(m: &TestManager, id: &str) -> String {
+    let (sum, _) = m
+        .h()
+        .core
+        .store
+        .get_alert("default", id)
+        .await
+        .unwrap()
+        .unwrap();
+    sum["status"].as_str().unwrap().to_string()
+}
+
 async fn command_count(m: &TestManager) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM commands")
         .fetch_one(&m.h().core.store.pool)
@@ -133,15 +145,7 @@ async fn console_security() {
         .post(&path, &[("csrf", &other_csrf), ("status", "closed")])
         .await;
     assert_eq!(r.status, 403);
-    let (sum, _) = m
-        .h()
-        .core
-        .store
-        .get_alert("default", &s.alert_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(sum["status"], "new", "nothing changed");
+    assert_eq!(alert_status(m, &s.alert_id).await, "new", "nothing changed");
     // With the right token it works.
     let csrf = web.csrf(&path).await;
     let r = web
@@ -155,15 +159,7 @@ async fn console_security() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let (sum, _) = m
-        .h()
-        .core
-        .store
-        .get_alert("default", &s.alert_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(sum["status"], "acknowledged");
+    assert_eq!(alert_status(m, &s.alert_id).await, "acknowledged");
     // The login form is protected too.
     let fresh = Web::new(m);
     fresh.csrf("/console/login").await;
