@@ -95,7 +95,19 @@ impl ContentSampler {
     /// Fills a file event's entropy, header, size and inode (and the
     /// previous values) from a sample of `path`, when one can be taken.
     pub fn fill(&mut self, path: &[u8], f: &mut vigie_event::File) {
-        if let Some(x) = self.sample(path) {
+        let sample = self.sample(path);
+        Self::fill_with(sample, f);
+    }
+
+    /// [`ContentSampler::fill`] from a file already open for reading at
+    /// offset 0 (the fanotify event's descriptor): no second open by path.
+    pub fn fill_open(&mut self, file: &File, f: &mut vigie_event::File) {
+        let sample = self.sample_open(file);
+        Self::fill_with(sample, f);
+    }
+
+    fn fill_with(sample: Option<Sample>, f: &mut vigie_event::File) {
+        if let Some(x) = sample {
             f.size = Some(x.size);
             f.inode = Some(x.inode.to_string());
             // Two decimals are plenty and keep the JSON short.
@@ -118,7 +130,12 @@ impl ContentSampler {
             return None;
         }
         let path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
-        let mut f = Self::open(path)?;
+        self.sample_open(&Self::open(path)?)
+    }
+
+    /// Samples a file open for reading at offset 0; None when it is not a
+    /// regular file, empty or on a FUSE mount.
+    fn sample_open(&mut self, mut f: &File) -> Option<Sample> {
         let m = f.metadata().ok()?;
         if !m.is_file() || m.len() == 0 {
             return None;

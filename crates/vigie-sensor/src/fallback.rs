@@ -8,6 +8,7 @@
 //! and the fanotify part is a dozen lines.
 
 use std::collections::BTreeMap;
+use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -90,7 +91,9 @@ fn fanotify_fd() -> Result<i32> {
     unsafe {
         let fd = libc::fanotify_init(
             libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK,
-            (libc::O_RDONLY | libc::O_LARGEFILE) as u32,
+            // The descriptors are read by content sampling: O_NOATIME keeps
+            // those reads invisible, as for the files it opens itself.
+            (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_NOATIME) as u32,
         );
         if fd < 0 {
             bail!("fanotify_init: {}", std::io::Error::last_os_error());
@@ -165,11 +168,12 @@ pub(crate) fn start(
                             break;
                         }
                         if fd >= 0 {
+                            // SAFETY: fanotify opened this fd for us; it is
+                            // ours to read and close (on drop).
+                            let opened = unsafe { std::fs::File::from_raw_fd(fd) };
                             let path = std::fs::read_link(format!("/proc/self/fd/{fd}"))
                                 .map(|p| bytes_to_string(p.as_os_str().as_encoded_bytes()))
                                 .unwrap_or_default();
-                            // SAFETY: fanotify gave us this fd.
-                            unsafe { libc::close(fd) };
                             let own = ignore_self && pid == me;
                             let noise =
                                 cfg.noise_paths.iter().any(|p| path.starts_with(p.as_str()));
@@ -183,8 +187,7 @@ pub(crate) fn start(
                                     });
                                 let mut file = File::at(path);
                                 if let Some(s) = sampler.as_mut() {
-                                    let p = file.path.clone();
-                                    s.fill(p.as_bytes(), &mut file);
+                                    s.fill_open(&opened, &mut file);
                                 }
                                 let ev = Event::new(
                                     chrono::Utc::now(),
