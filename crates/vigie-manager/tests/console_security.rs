@@ -290,6 +290,54 @@ async fn console_security() {
     assert!(audit_has(m, "console_totp_enrolled").await);
 }
 
+/// Wrong passwords sent at the same time each count: the lockout cannot be
+/// outrun by guessing in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_all_count() {
+    let m = start_manager(&Db::Sqlite).await;
+    let store = &m.h().core.store;
+    store
+        .add_user("default", "ana", "a long test password", "analyst")
+        .await
+        .unwrap();
+    const GUESSES: i64 = 8;
+    let mut guessers = Vec::new();
+    for _ in 0..GUESSES {
+        let web = Web::new(&m);
+        let csrf = web.csrf("/console/login").await;
+        guessers.push((web, csrf));
+    }
+    let mut tries = tokio::task::JoinSet::new();
+    for (web, csrf) in guessers {
+        tries.spawn(async move {
+            web.post(
+                "/console/login",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("username", "ana"),
+                    ("password", "wrong guess"),
+                ],
+            )
+            .await
+            .status
+        });
+    }
+    for status in tries.join_all().await {
+        assert_eq!(status, 401);
+    }
+    let failures: i64 =
+        sqlx::query_scalar("SELECT failed_logins FROM users WHERE username = 'ana'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(failures, GUESSES);
+    let locked: i64 = sqlx::query_scalar("SELECT locked_until FROM users WHERE username = 'ana'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert!(locked > 0, "locked after {GUESSES} failures");
+}
+
 async fn audit_has(m: &TestManager, action: &str) -> bool {
     m.h()
         .core

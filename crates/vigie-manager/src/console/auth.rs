@@ -85,14 +85,13 @@ struct UserRow {
     org: String,
     role: String,
     hash: String,
-    failures: i64,
     locked_until: i64,
     totp_secret: Option<String>,
     totp_last_step: i64,
 }
 
 async fn user_by_name(st: &ConsoleState, name: &str) -> anyhow::Result<Option<UserRow>> {
-    let r = sqlx::query("SELECT id, org_id, role, password_hash, failed_logins, locked_until, totp_secret, totp_last_step FROM users WHERE username = $1 AND disabled_at IS NULL")
+    let r = sqlx::query("SELECT id, org_id, role, password_hash, locked_until, totp_secret, totp_last_step FROM users WHERE username = $1 AND disabled_at IS NULL")
         .bind(name)
         .fetch_optional(&st.core.store.pool)
         .await?;
@@ -101,33 +100,39 @@ async fn user_by_name(st: &ConsoleState, name: &str) -> anyhow::Result<Option<Us
         org: r.get(1),
         role: r.get(2),
         hash: r.get(3),
-        failures: r.get(4),
-        locked_until: r.get(5),
-        totp_secret: r.get(6),
-        totp_last_step: r.get(7),
+        locked_until: r.get(4),
+        totp_secret: r.get(5),
+        totp_last_step: r.get(6),
     }))
 }
 
-/// Count a failure; lock when there are too many.
+/// Count a failure; lock when there are too many. The count is
+/// incremented in the database, not from the row read before argon2, so
+/// guesses sent in parallel each count.
 async fn record_failure(
     st: &ConsoleState,
     u: &UserRow,
     name: &str,
     step: &str,
 ) -> anyhow::Result<()> {
-    let failures = u.failures + 1;
+    let failures: i64 = sqlx::query_scalar(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+    )
+    .bind(&u.id)
+    .fetch_one(&st.core.store.pool)
+    .await?;
     let locked_until = if failures >= MAX_FAILURES {
         let shift = (failures - MAX_FAILURES).min(6) as u32;
-        now_ms() + (60_000i64 << shift).min(3_600_000)
+        let until = now_ms() + (60_000i64 << shift).min(3_600_000);
+        sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+            .bind(until)
+            .bind(&u.id)
+            .execute(&st.core.store.pool)
+            .await?;
+        until
     } else {
         0
     };
-    sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3")
-        .bind(failures)
-        .bind(locked_until)
-        .bind(&u.id)
-        .execute(&st.core.store.pool)
-        .await?;
     st.core
         .store
         .append_audit(&AuditEntry {
