@@ -167,8 +167,9 @@ fn touched(files: &HashMap<PathBuf, Vec<u8>>) -> usize {
 }
 
 /// Runs the simulator at `rate` until the first critical alert that names
-/// it, kills it as the response would, and returns (alert, touched files).
-fn run_simulator(canaries: bool) -> (Alert, usize, Duration) {
+/// it, kills it as the response would, prints what it took and returns
+/// (alert, touched files).
+fn run_simulator(canaries: bool) -> (Alert, usize) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("partage");
@@ -221,17 +222,18 @@ fn run_simulator(canaries: bool) -> (Alert, usize, Duration) {
             live.scored, live.sampled, live.alerts
         )
     });
-    (alert, n, elapsed)
+    println!(
+        "{}: alert after {n} files touched, {} ms after the simulator started: {}",
+        if canaries { "canary" } else { "ransomware" },
+        elapsed.as_millis(),
+        alert.rule.description.as_deref().unwrap_or_default()
+    );
+    (alert, n)
 }
 
 #[test]
 fn simulator_is_detected_within_fifty_files() {
-    let (alert, n, elapsed) = run_simulator(false);
-    println!(
-        "ransomware: alert after {n} files touched, {} ms after the simulator started: {}",
-        elapsed.as_millis(),
-        alert.rule.description.as_deref().unwrap_or_default()
-    );
+    let (alert, n) = run_simulator(false);
     assert_eq!(alert.rule.id, RANSOMWARE_RULE_ID);
     assert!(n > 0, "the simulator did nothing");
     assert!(
@@ -242,12 +244,7 @@ fn simulator_is_detected_within_fifty_files() {
 
 #[test]
 fn canaries_stop_the_simulator_at_the_first_files() {
-    let (alert, n, elapsed) = run_simulator(true);
-    println!(
-        "canary: alert after {n} files touched, {} ms after the simulator started: {}",
-        elapsed.as_millis(),
-        alert.rule.description.as_deref().unwrap_or_default()
-    );
+    let (alert, n) = run_simulator(true);
     assert_eq!(alert.rule.id, CANARY_RULE_ID);
     assert!(n <= 5, "{n} files touched before the canary alert");
 }
