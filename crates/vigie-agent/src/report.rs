@@ -70,9 +70,12 @@ impl Reporter {
     }
 
     pub(crate) fn set_link(&self, uplink: Arc<UplinkHandle>, rt: tokio::runtime::Handle) {
-        let early: Vec<Event> = std::mem::take(&mut *self.early.lock().expect("lock"));
-        for ev in &early {
-            rt.block_on(uplink.send_action_result(ev));
+        // Drain and publish the link under the same lock that `action`
+        // pushes under: an action from another thread lands either in the
+        // drained list or on the link, never in a list nobody reads again.
+        let mut early = self.early.lock().expect("lock");
+        for ev in early.drain(..) {
+            rt.block_on(uplink.send_action_result(&ev));
         }
         let _ = self.link.set(Link { uplink, rt });
     }
@@ -120,10 +123,15 @@ impl Reporter {
                 let _ = w.flush();
             }
         }
-        match self.link.get() {
-            Some(l) => l.rt.block_on(l.uplink.send_action_result(ev)),
-            None if self.managed => self.early.lock().expect("lock").push(ev.clone()),
-            None => {}
+        if let Some(l) = self.link.get() {
+            l.rt.block_on(l.uplink.send_action_result(ev));
+        } else if self.managed {
+            let mut early = self.early.lock().expect("lock");
+            match self.link.get() {
+                // The link was set while we waited for the lock.
+                Some(l) => l.rt.block_on(l.uplink.send_action_result(ev)),
+                None => early.push(ev.clone()),
+            }
         }
     }
 
