@@ -33,6 +33,10 @@ pub(crate) struct Sample {
 
 #[derive(Debug, Clone)]
 struct Entry {
+    /// Birth time, where the file system records it: an inode number freed
+    /// by a deletion and given to a new file must not pass the old file's
+    /// content off as this one's history.
+    born: Option<std::time::SystemTime>,
     mtime: (i64, i64),
     size: u64,
     entropy: f32,
@@ -149,6 +153,11 @@ impl ContentSampler {
         }
         let key = (m.dev(), m.ino());
         let mtime = (m.mtime(), m.mtime_nsec());
+        let born = m.created().ok();
+        // Same inode number, other file: forget what it held.
+        if self.cache.get(&key).is_some_and(|e| e.born != born) {
+            self.cache.remove(&key);
+        }
         if let Some(e) = self.cache.get(&key)
             && e.mtime == mtime
             && e.size == m.len()
@@ -185,6 +194,7 @@ impl ContentSampler {
         self.cache.insert(
             key,
             Entry {
+                born,
                 mtime,
                 size: m.len(),
                 entropy,
@@ -251,6 +261,36 @@ mod tests {
         assert_eq!(second.previous_entropy, Some(first.entropy));
         // Unchanged file: same answer without a new history step.
         assert_eq!(s.sample(pb).unwrap(), second);
+    }
+
+    #[test]
+    fn a_reused_inode_number_has_no_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.pdf");
+        let mut text = b"%PDF-1.7\n".to_vec();
+        text.extend(b"minutes of the council meeting ".repeat(200));
+        std::fs::write(&old, &text).unwrap();
+        let mut s = ContentSampler::new();
+        assert_eq!(
+            s.sample(old.as_os_str().as_encoded_bytes()).unwrap().header,
+            Some("pdf")
+        );
+        // The kernel may or may not hand the number out again: give the new
+        // file the deleted one's cache entry, as a reuse would.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let new = dir.path().join("blob");
+        std::fs::write(&new, b"random-looking \x8f\x11\xd3 payload").unwrap();
+        let m = std::fs::metadata(&new).unwrap();
+        let Ok(born) = m.created() else {
+            return; // no birth time on this file system: nothing to compare
+        };
+        let entry = s.cache.values().next().unwrap().clone();
+        assert_ne!(entry.born, Some(born), "two files, two birth times");
+        s.cache.insert((m.dev(), m.ino()), entry);
+        std::fs::remove_file(&old).unwrap();
+        let sample = s.sample(new.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(sample.previous_header, None, "{sample:?}");
+        assert_eq!(sample.previous_entropy, None, "{sample:?}");
     }
 
     #[test]
