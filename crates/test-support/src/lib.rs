@@ -1,6 +1,7 @@
 //! test-support: fixtures shared by the integration tests of several crates.
-//! Its one type, [`PgCluster`], is a private PostgreSQL server for tests that
-//! must run against the real database (`Drop` stops and deletes it).
+//! [`PgCluster`] is a private PostgreSQL server for tests that must run
+//! against the real database (`Drop` stops and deletes it); [`free_port`]
+//! a loopback port nobody listens on.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
