@@ -364,6 +364,7 @@ fn process_field<'a>(p: &'a Process, path: &str) -> Option<FieldValue<'a>> {
         ("vigie", "exe_on_tmp") => Some(FieldValue::Bool(p.vigie.exe_on_tmp)),
         ("vigie", "cgroup") => FieldValue::opt_str(&p.vigie.cgroup),
         ("vigie", "container_id") => FieldValue::opt_str(&p.vigie.container_id),
+        ("vigie", "netns") => p.vigie.netns.map(|v| FieldValue::Int(v.into())),
         ("vigie", "exit_signal") => p.vigie.exit_signal.map(|v| FieldValue::Int(v.into())),
         // The fields a summary shares with a full process.
         _ => summary_like(

@@ -206,6 +206,11 @@ pub struct ProcessExtra {
     pub cgroup: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Inode of the process's network namespace (as in `/proc/PID/ns/net`,
+    /// `net:[N]`): tells apart simulated or containerised hosts that share
+    /// one kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u32>,
     /// Exit signal, when the process was killed by one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_signal: Option<i32>,

@@ -38,6 +38,7 @@ fn process() -> Process {
             args_truncated: true,
             login_uid: Some(1000),
             exe_on_tmp: true,
+            netns: Some(4026531840),
             ..Default::default()
         },
         ..Default::default()
@@ -202,6 +203,7 @@ fn ecs_shape_has_the_standard_fields() {
     assert_eq!(v["process"]["executable"], "/usr/bin/bash");
     assert_eq!(v["process"]["parent"]["executable"], "/usr/sbin/sshd");
     assert_eq!(v["process"]["hash"]["sha256"], "ab".repeat(32));
+    assert_eq!(v["process"]["vigie"]["netns"], 4026531840u32);
     assert_eq!(v["user"]["name"], "alice");
     assert_eq!(v["host"]["name"], "fileserver");
     assert_eq!(v["vigie"]["source"]["record_id"], 7);
@@ -234,6 +236,10 @@ fn sigma_names_read_typed_events() {
     assert_eq!(
         text(&exec, "process.vigie.exe_on_tmp").as_deref(),
         Some("true")
+    );
+    assert_eq!(
+        text(&exec, "process.vigie.netns").as_deref(),
+        Some("4026531840")
     );
     assert_eq!(text(&exec, "TargetFilename"), None);
     assert_eq!(exec.logsource(), LogSource::linux("process_creation"));
