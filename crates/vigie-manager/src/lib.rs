@@ -16,6 +16,7 @@ pub mod admin;
 pub mod api;
 pub mod console;
 pub mod grpc;
+pub mod notify;
 pub mod pki;
 pub mod store;
 
@@ -432,6 +433,7 @@ impl Manager {
             ingest_rx,
             stop_rx.clone(),
         )));
+        tasks.push(tokio::spawn(notify::run(core.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(housekeeping(
             core.clone(),
             config.retention,

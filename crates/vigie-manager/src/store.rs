@@ -425,6 +425,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut new_events = 0;
         let mut new_alerts = 0;
+        let mut notify_cache = crate::notify::SettingsCache::default();
         let mut rows: Vec<(&IngestBatch, &EventRow)> = Vec::new();
         for b in batches {
             rows.extend(b.events.iter().map(|e| (b, e)));
@@ -479,6 +480,9 @@ impl Store {
                     .await?;
                 if r.rows_affected() == 1 {
                     new_alerts += 1;
+                    let level = a.level.parse().unwrap_or(vigie_event::Level::Medium);
+                    crate::notify::enqueue(&mut tx, &mut notify_cache, &b.org, &a.id, level)
+                        .await?;
                     // Incidents: alerts of one host within an hour of each
                     // other form one incident.
                     let open: Option<String> = sqlx::query_scalar("SELECT id FROM incidents WHERE org_id = $1 AND host_id = $2 AND status = 'open' AND last_time >= $3 ORDER BY last_time DESC LIMIT 1")

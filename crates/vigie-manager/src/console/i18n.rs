@@ -394,6 +394,42 @@ pub const TABLE: &[(&str, &str, &str)] = &[
         "Notify from level",
         "Notifier à partir du niveau",
     ),
+    ("email", "Email", "Courriel"),
+    (
+        "email_to",
+        "Send alerts to (addresses, comma-separated)",
+        "Envoyer les alertes à (adresses, séparées par des virgules)",
+    ),
+    ("email_from", "Sender address", "Adresse de l'expéditeur"),
+    (
+        "smtp_url",
+        "SMTP server (smtp://host:25, smtp://host:587?tls=required, smtps://host)",
+        "Serveur SMTP (smtp://hôte:25, smtp://hôte:587?tls=required, smtps://hôte)",
+    ),
+    ("smtp_user", "SMTP user name", "Utilisateur SMTP"),
+    ("smtp_password", "SMTP password", "Mot de passe SMTP"),
+    (
+        "secret_kept",
+        "set; leave empty to keep",
+        "défini ; laisser vide pour le garder",
+    ),
+    ("syslog", "Syslog to a SIEM", "Syslog vers un SIEM"),
+    (
+        "syslog_url",
+        "Syslog server (udp://host:514 or tcp://host:514)",
+        "Serveur syslog (udp://hôte:514 ou tcp://hôte:514)",
+    ),
+    ("syslog_format", "Message format", "Format des messages"),
+    (
+        "syslog_level",
+        "Forward from level",
+        "Transférer à partir du niveau",
+    ),
+    (
+        "console_url",
+        "Console address, for links in notifications",
+        "Adresse de la console, pour les liens des notifications",
+    ),
 ];
 
 /// The alert in plain words: who ran what, where, and which rule it matched.

@@ -1119,13 +1119,60 @@ pub async fn settings(State(st): State<ConsoleState>, ctx: Ctx, Query(m): Query<
         .unwrap_or_else(|| "high".into());
     let admin = ctx.can("admin");
     let content = html! {
+    let mut text = HashMap::new();
+    for k in [
+        "email_to",
+        "email_from",
+        "smtp_url",
+        "smtp_user",
+        "syslog_url",
+        "console_url",
+    ] {
+        text.insert(k, get(k).await.map_err(ie(l))?.unwrap_or_default());
+    }
+    let password_set = get("smtp_password")
+        .await
+        .map_err(ie(l))?
+        .is_some_and(|p| !p.is_empty());
+    let syslog_format = get("syslog_format")
+        .await
+        .map_err(ie(l))?
+        .unwrap_or_else(|| "ecs".into());
+    let syslog_level = get("syslog_level")
+        .await
+        .map_err(ie(l))?
+        .unwrap_or_else(|| "low".into());
         (flash(l, m.msg.as_deref()))
+    let field = |k: &'static str, kind: &'static str| {
+        html! { p { label for=(k) { (l.t(k)) } br; input id=(k) name=(k) type=(kind) size="60" value=(text[k]) disabled[!admin]; } }
+    };
+    let levels = ["low", "medium", "high", "critical"];
         form method="post" action="/console/settings" {
             (csrf(&ctx))
             p { label for="retention" { (l.t("retention_days")) } br; input #retention name="retention_days" type="number" min="1" max="3650" value=(retention) disabled[!admin]; }
             p { label for="webhook" { (l.t("webhook")) } br; input #webhook name="webhook_url" type="url" size="60" value=(webhook) disabled[!admin]; }
             p { label for="notify" { (l.t("notify_level")) } br;
-                select #notify name="notify_level" disabled[!admin] { @for v in ["low", "medium", "high", "critical"] { option value=(v) selected[notify == v] { (v) } } } }
+                select #notify name="notify_level" disabled[!admin] { @for v in levels { option value=(v) selected[notify == v] { (v) } } } }
+            fieldset {
+                legend { (l.t("email")) }
+                (field("email_to", "text"))
+                (field("email_from", "text"))
+                (field("smtp_url", "text"))
+                (field("smtp_user", "text"))
+                p { label for="smtp_password" { (l.t("smtp_password")) } br;
+                    // Write-only: never sent back to the browser.
+                    input #smtp_password name="smtp_password" type="password" size="30" autocomplete="new-password"
+                        placeholder=(if password_set { l.t("secret_kept") } else { "" }) disabled[!admin]; }
+            }
+            fieldset {
+                legend { (l.t("syslog")) }
+                (field("syslog_url", "text"))
+                p { label for="syslog_format" { (l.t("syslog_format")) } br;
+                    select #syslog_format name="syslog_format" disabled[!admin] { @for v in ["ecs", "cef"] { option value=(v) selected[syslog_format == v] { (v) } } } }
+                p { label for="syslog_level" { (l.t("syslog_level")) } br;
+                    select #syslog_level name="syslog_level" disabled[!admin] { @for v in levels { option value=(v) selected[syslog_level == v] { (v) } } } }
+            }
+            (field("console_url", "url"))
             @if admin { p { button type="submit" { (l.t("save")) } } }
         }
     };
@@ -1151,7 +1198,30 @@ pub async fn settings_save(
                 v.is_empty()
                     || ((v.starts_with("https://") || v.starts_with("http://")) && v.len() < 2000)
             }
-            "notify_level" => ["low", "medium", "high", "critical"].contains(&v.as_str()),
+            "notify_level" | "syslog_level" => {
+                ["low", "medium", "high", "critical"].contains(&v.as_str())
+            }
+            "console_url" => {
+                v.is_empty()
+                    || ((v.starts_with("https://") || v.starts_with("http://")) && v.len() < 2000)
+            }
+            "email_to" | "email_from" | "smtp_user" => v.len() < 2000 && !v.contains(['\r', '\n']),
+            // Credentials go in smtp_user / smtp_password, not in the URL
+            // (the URL is shown on this page).
+            "smtp_url" => {
+                v.is_empty()
+                    || ((v.starts_with("smtp://") || v.starts_with("smtps://"))
+                        && !v.contains('@')
+                        && v.len() < 2000)
+            }
+            // Write-only: an empty field keeps the stored password.
+            "smtp_password" if v.is_empty() => continue,
+            "smtp_password" => v.len() < 1000,
+            "syslog_url" => {
+                v.is_empty()
+                    || ((v.starts_with("udp://") || v.starts_with("tcp://")) && v.len() < 300)
+            }
+            "syslog_format" => ["ecs", "cef"].contains(&v.as_str()),
             _ if k.starts_with("policy:") => {
                 back = "/console/policies";
                 ["alert_only", "kill", "isolate"].contains(&v.as_str()) && k.len() < 200
@@ -1164,7 +1234,9 @@ pub async fn settings_save(
         queries::set_setting(&st.core.store, org, k, v)
             .await
             .map_err(ie(l))?;
-        admin_audit(&st, &ctx, "change_setting", k, v).await?;
+        // The audit log records that a secret changed, not the secret.
+        let logged = if k == "smtp_password" { "(secret)" } else { v };
+        admin_audit(&st, &ctx, "change_setting", k, logged).await?;
     }
     Ok(Redirect::to(back).into_response())
 }
