@@ -199,8 +199,10 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
         if !enrolled {
             let url = opts.manager.as_deref().expect("checked above");
             let token = opts.enroll_token.as_deref().expect("checked above");
+            // The manager keeps the release secret to show offline codes.
+            let secret = vigie_respond::StateDir::open(&state_dir)?.secret()?;
             let id = rt
-                .block_on(Uplink::enroll_marked(url, token, &state_dir, mark))
+                .block_on(Uplink::enroll_marked(url, token, &state_dir, mark, &secret))
                 .with_context(|| format!("enrolment with the manager at {url}"))?;
             tracing::info!(host_id = %id.host_id, org = %id.org, "enrolled with {url}");
         } else if opts.enroll_token.is_some() {

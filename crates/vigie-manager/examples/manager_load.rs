@@ -86,7 +86,7 @@ async fn agents(dir: &str, n: usize, seconds: u64) -> Result<()> {
         let mut facts = vigie_uplink::local_facts();
         facts.hostname = format!("sim-{i:04}");
         let sd = state.path().join(format!("a{i}"));
-        ids.push(vigie_uplink::enroll(&url, &token, &sd, facts, None).await?);
+        ids.push(vigie_uplink::enroll(&url, &token, &sd, facts, None, Vec::new()).await?);
     }
     eprintln!("enrolled {n} agents in {:.1}s", t0.elapsed().as_secs_f64());
     let template = serde_json::to_string(&sample_event())?;

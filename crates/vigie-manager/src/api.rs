@@ -117,6 +117,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/v1/hosts/{id}/release", post(release))
         .route("/api/v1/hosts/{id}/kill", post(kill))
         .route("/api/v1/hosts/{id}/revoke", post(revoke_host))
+        .route("/api/v1/hosts/{id}/release-code", post(release_code_api))
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert).patch(update_alert))
@@ -308,6 +309,89 @@ async fn kill(
 }
 
 async fn revoke_host(
+#[derive(Deserialize, Default)]
+struct ReleaseCodeBody {
+    #[serde(default)]
+    reason: String,
+    /// "release" (default) or "stop".
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+async fn release_code_api(
+    State(core): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Result<Json<ReleaseCodeBody>, JsonRejection>,
+) -> ApiResult {
+    let b = json_body(body)?;
+    let purpose = b.purpose.as_deref().unwrap_or("release");
+    ok(release_code(&core, &auth.0, &id, purpose, &b.reason).await?)
+}
+
+/// An offline code for a host, for the API and the console: "release"
+/// (analyst) lifts isolation, "stop" (admin) lets a local admin stop the
+/// agent. The person on the host types it into `vigie agent release
+/// --code`; the agent checks it against the secret it sent at enrolment.
+/// Valid for the current and the next UTC hour. The audit log records who
+/// asked and why, never the code.
+pub async fn release_code(
+    core: &Core,
+    who: &Principal,
+    id: &str,
+    purpose: &str,
+    reason: &str,
+) -> Result<Value, ApiError> {
+    use vigie_respond::release::{self, Purpose};
+    let (p, role, command) = match purpose {
+        "release" => (Purpose::Release, "analyst", "vigie agent release --code"),
+        "stop" => (Purpose::Stop, "admin", "vigie agent stop --code"),
+        _ => return Err(bad("purpose is \"release\" or \"stop\"")),
+    };
+    require_role(who, role)?;
+    if reason.trim().is_empty() {
+        return Err(bad("a reason is required (it goes to the audit log)"));
+    }
+    if reason.len() > 1000 {
+        return Err(bad("reason longer than 1000 characters"));
+    }
+    let secret = match core.store.release_secret(&who.org, id).await? {
+        None => return Err(not_found("host")),
+        Some(None) => {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "this agent enrolled without a release secret (older agent): \
+                 re-enrol it, or read the code on the host with `vigie agent release-code`"
+                    .into(),
+            ));
+        }
+        Some(Some(s)) => s,
+    };
+    let hour = release::current_hour();
+    let code = release::code_for(&secret, p, hour);
+    // The agent accepts the code of this hour and of the previous one.
+    let valid_until = chrono::DateTime::from_timestamp((hour + 2) * 3600, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    core.store
+        .append_audit(&AuditEntry {
+            org: who.org.clone(),
+            actor: who.actor.clone(),
+            action: format!("{purpose}_code"),
+            target: id.to_string(),
+            reason: reason.trim().to_string(),
+            outcome: "issued".into(),
+            details: json!({"valid_until": valid_until}),
+        })
+        .await?;
+    Ok(json!({
+        "code": code,
+        "purpose": purpose,
+        "valid_until": valid_until,
+        "how": format!("on the host, as root: {command} {code}"),
+    }))
+}
+
     State(core): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
@@ -713,6 +797,7 @@ pub fn tls_acceptor(pki: &crate::pki::Pki) -> Result<tokio_rustls::TlsAcceptor> 
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(certs, key)?;
+        "/api/v1/hosts/{id}/release-code": {"post": op("An offline release code for the host, valid this hour and the next (body: reason, purpose=release|stop; stop needs admin); 409 if the agent enrolled without a release secret")},
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

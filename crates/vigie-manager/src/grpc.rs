@@ -52,6 +52,11 @@ impl pb::agent_service_server::AgentService for AgentService {
                 "the enrolment request has no hostname",
             ));
         }
+        if !req.release_secret.is_empty() && !(16..=64).contains(&req.release_secret.len()) {
+            return Err(Status::invalid_argument(
+                "the release secret must be 16 to 64 bytes",
+            ));
+        }
         let store = &self.core.store;
         let host_id = uuid::Uuid::now_v7().to_string();
         // Check the CSR before spending the token. The organisation is not
@@ -82,6 +87,12 @@ impl pb::agent_service_server::AgentService for AgentService {
             .add_host(&host_id, &org, &hostname, &facts_json, &fp, not_after)
             .await
             .map_err(internal)?;
+        if !req.release_secret.is_empty() {
+            store
+                .set_release_secret(&host_id, &req.release_secret)
+                .await
+                .map_err(internal)?;
+        }
         store
             .append_audit(&AuditEntry {
                 org: org.clone(),

@@ -299,6 +299,32 @@ impl Store {
         Ok(())
     }
 
+    /// Keep the host's release secret (from its enrolment).
+    pub async fn set_release_secret(&self, host_id: &str, secret: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE hosts SET release_secret = $1 WHERE id = $2")
+            .bind(hex::encode(secret))
+            .bind(host_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The host's release secret: None if the host is not in `org`,
+    /// Some(None) if it enrolled without one.
+    pub async fn release_secret(
+        &self,
+        org: &str,
+        host_id: &str,
+    ) -> Result<Option<Option<Vec<u8>>>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT release_secret FROM hosts WHERE org_id = $1 AND id = $2")
+                .bind(org)
+                .bind(host_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(s,)| s.and_then(|h| hex::decode(h).ok())))
+    }
+
     pub async fn agent_by_fingerprint(&self, fp: &str) -> Result<Option<AgentAuth>> {
         let row =
             sqlx::query("SELECT id, org_id, revoked_at FROM hosts WHERE cert_fingerprint = $1")

@@ -123,6 +123,7 @@ pub async fn enroll(
     state_dir: &Path,
     facts: pb::HostFacts,
     mark: Option<u32>,
+    release_secret: Vec<u8>,
 ) -> Result<Identity> {
     let token = parse_token(token)?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -139,6 +140,7 @@ pub async fn enroll(
             token: token.secret.to_string(),
             csr_der: csr.der().to_vec(),
             facts: Some(facts),
+            release_secret,
         })
         .await
         .map_err(|s| anyhow::anyhow!("the manager refused enrolment: {}", s.message()))?

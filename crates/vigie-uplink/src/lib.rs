@@ -208,18 +208,36 @@ pub struct Uplink;
 impl Uplink {
     /// First start: enrol with a one-time token and save the identity.
     pub async fn enroll(manager_url: &str, token: &str, state_dir: &Path) -> Result<Identity> {
-        identity::enroll(manager_url, token, state_dir, local_facts(), None).await
+        identity::enroll(
+            manager_url,
+            token,
+            state_dir,
+            local_facts(),
+            None,
+            Vec::new(),
+        )
+        .await
     }
 
     /// [`Uplink::enroll`] over a socket marked `mark` (so enrolment works
-    /// on a host that is already isolated).
+    /// on a host that is already isolated), handing the manager the host's
+    /// release secret (so it can show offline release codes).
     pub async fn enroll_marked(
         manager_url: &str,
         token: &str,
         state_dir: &Path,
         mark: Option<u32>,
+        release_secret: &[u8],
     ) -> Result<Identity> {
-        identity::enroll(manager_url, token, state_dir, local_facts(), mark).await
+        identity::enroll(
+            manager_url,
+            token,
+            state_dir,
+            local_facts(),
+            mark,
+            release_secret.to_vec(),
+        )
+        .await
     }
 
     /// Open the spool and run the link in the background until the handle
