@@ -3,8 +3,10 @@
 //! at the isolated host, and that code is the one the agent accepts.
 
 mod common;
+mod console_web;
 
 use common::*;
+use console_web::{Web, between};
 use serde_json::json;
 use vigie_respond::release::{self, Purpose};
 use vigie_uplink::Uplink;
@@ -131,4 +133,44 @@ async fn manager_issues_the_code_the_agent_accepts() {
     assert!(text.contains("cleaned, phone call with Mme Durand"));
     assert!(text.contains("stop_code"));
     assert!(!text.contains(&issued), "the code is not in the audit log");
+
+    // The console: an analyst asks for the code on the host's page; the page
+    // shows it (never a URL). A read-only user and a forged form get nothing.
+    for (name, role) in [("ana", "analyst"), ("reader", "read-only")] {
+        store
+            .add_user("default", name, "a long test password", role)
+            .await
+            .unwrap();
+    }
+    let host_page = format!("/console/hosts/{}", id.host_id);
+    let code_path = format!("{host_page}/release-code");
+    let ana = Web::new(&m);
+    assert_eq!(ana.login("ana", "a long test password").await.status, 303);
+    let csrf = ana.csrf(&host_page).await;
+    let forged = ana
+        .post(&code_path, &[("csrf", "forged"), ("reason", "x")])
+        .await;
+    assert_eq!(forged.status, 403);
+    let r = ana
+        .post(
+            &code_path,
+            &[("csrf", &csrf), ("reason", "user on the phone")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = between(&r.body, "id=\"release-code\"><code>", "<").expect("code shown");
+    assert!(
+        release::verify(&secret, Purpose::Release, &shown),
+        "{shown}"
+    );
+    let reader = Web::new(&m);
+    assert_eq!(
+        reader.login("reader", "a long test password").await.status,
+        303
+    );
+    let csrf = reader.csrf(&host_page).await;
+    let r = reader
+        .post(&code_path, &[("csrf", &csrf), ("reason", "x")])
+        .await;
+    assert_eq!(r.status, 403);
 }

@@ -217,8 +217,25 @@ pub const TABLE: &[(&str, &str, &str)] = &[
     ),
     (
         "offline_release",
-        "This host is offline. Its release code works on the host itself, without the network: `vigie agent release --code CODE`. The manager does not hold the host's release secret yet (see the documentation).",
-        "Cette machine est hors ligne. Son code de libération s'utilise sur la machine elle-même, sans réseau : `vigie agent release --code CODE`. Le manager ne détient pas encore le secret de libération de la machine (voir la documentation).",
+        "This host is offline: the release above waits until it reconnects. To release it now, get a release code and give it to the person at the machine (by phone); they type it as root: `vigie agent release --code CODE`.",
+        "Cette machine est hors ligne : la libération ci-dessus attend qu'elle se reconnecte. Pour la libérer tout de suite, demandez un code de libération et donnez-le à la personne devant la machine (par téléphone) ; elle le saisit en root : `vigie agent release --code CODE`.",
+    ),
+    (
+        "get_code",
+        "Get a release code",
+        "Obtenir un code de libération",
+    ),
+    ("release_code", "Release code", "Code de libération"),
+    (
+        "release_code_help",
+        "On the host, as root, type the command below. The code works without the network, this hour and the next; asking for it is recorded in the audit log.",
+        "Sur la machine, en root, tapez la commande ci-dessous. Le code fonctionne sans réseau, pendant cette heure et la suivante ; sa demande est inscrite au journal d'audit.",
+    ),
+    ("valid_until", "Valid until", "Valable jusqu'à"),
+    (
+        "no_release_secret",
+        "This agent enrolled before the manager kept release secrets: re-enrol it, or read the code on the host with `vigie agent release-code`.",
+        "Cet agent s'est inscrit avant que le manager ne garde les secrets de libération : réinscrivez-le, ou lisez le code sur la machine avec `vigie agent release-code`.",
     ),
     ("recent_alerts", "Recent alerts", "Alertes récentes"),
     ("timeline", "Timeline", "Chronologie"),

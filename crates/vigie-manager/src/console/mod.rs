@@ -345,6 +345,10 @@ pub fn router(st: ConsoleState) -> Router {
         .route("/console/hosts/{id}/isolate", post(pages::isolate))
         .route("/console/hosts/{id}/release", post(pages::release))
         .route(
+        .route(
+            "/console/hosts/{id}/release-code",
+            post(pages::release_code),
+        )
             "/console/alerts",
             get(pages::alerts).post(pages::alerts_bulk),
         )

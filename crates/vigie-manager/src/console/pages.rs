@@ -261,7 +261,13 @@ pub async fn host(
                 p.muted { (l.t("forbidden")) }
             } @else if isolated {
                 (action_form("release", "confirm_release", "release"))
-                @if !online { p.muted { (l.t("offline_release")) } }
+                p.muted { (l.t("offline_release")) }
+                form.action method="post" action={ "/console/hosts/" (id) "/release-code" } {
+                    (csrf(&ctx))
+                    p { label for="code-reason" { (l.t("reason")) } br;
+                        input #code-reason name="reason" required maxlength="1000" size="50"; }
+                    p { button type="submit" { (l.t("get_code")) } }
+                }
             } @else {
                 (action_form("isolate", "confirm_isolate", "isolate"))
             }
@@ -364,6 +370,47 @@ pub async fn release(
     Form(f): Form<ActionForm>,
 ) -> Page {
     host_action(&st, &ctx, &id, "release", f).await
+}
+
+/// Shows an offline release code (never in a URL or a redirect: the page
+/// itself carries it, once).
+pub async fn release_code(
+    State(st): State<ConsoleState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Page {
+    ctx.check_csrf(&f.csrf)?;
+    ctx.require("analyst")?;
+    let l = ctx.lang;
+    let issued =
+        crate::api::release_code(&st.core, &ctx.principal(), &id, "release", &f.reason).await;
+    let v = match issued {
+        Ok(v) => v,
+        Err(crate::api::ApiError(StatusCode::NOT_FOUND, _)) => {
+            return Err(ctx.error(StatusCode::NOT_FOUND, "not_found"));
+        }
+        Err(crate::api::ApiError(StatusCode::CONFLICT, _)) => {
+            return Err(ctx.error(StatusCode::CONFLICT, "no_release_secret"));
+        }
+        Err(crate::api::ApiError(StatusCode::FORBIDDEN, _)) => {
+            return Err(ctx.error(StatusCode::FORBIDDEN, "forbidden"));
+        }
+        Err(_) => {
+            return Ok(
+                Redirect::to(&format!("/console/hosts/{id}?msg=need_confirm")).into_response(),
+            );
+        }
+    };
+    let code = s(&v, "code");
+    let content = html! {
+        p { (l.t("release_code_help")) }
+        p.big #release-code { code { (code) } }
+        p { code { "vigie agent release --code " (code) } }
+        p { (l.t("valid_until")) " " (s(&v, "valid_until")) }
+        p { a href={ "/console/hosts/" (id) } { "← " (l.t("hosts")) } }
+    };
+    Ok(page(&ctx, l.t("release_code"), "/console/hosts", content).into_response())
 }
 
 // ---------------------------------------------------------------- alerts
