@@ -123,47 +123,8 @@ impl Drop for Reap {
     }
 }
 
-/// A small file share: `dirs` directories of `per_dir` documents with
-/// realistic text content; returns what each file held.
 fn populate(root: &Path, dirs: usize, per_dir: usize) -> HashMap<PathBuf, Vec<u8>> {
-    let mut files = HashMap::new();
-    let kinds = ["txt", "csv", "md", "html", "pdf"];
-    for d in 0..dirs {
-        let dir = root.join(format!("service-{d:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..per_dir {
-            let ext = kinds[(d + i) % kinds.len()];
-            let path = dir.join(format!("dossier-{i:03}.{ext}"));
-            let mut body = if ext == "pdf" {
-                b"%PDF-1.4\n".to_vec()
-            } else {
-                Vec::new()
-            };
-            for line in 0..(40 + (i * 13) % 120) {
-                body.extend(
-                    format!(
-                        "{line};Facture eau/assainissement {d}-{i};abonne {};montant {}.{:02} EUR\n",
-                        (d * 7919 + i * 104_729 + line) % 100_000,
-                        (i * 37 + line) % 900,
-                        line % 100
-                    )
-                    .bytes(),
-                );
-            }
-            std::fs::write(&path, &body).unwrap();
-            files.insert(path, body);
-        }
-    }
-    std::fs::write(root.join(vigie_scenario::ransim::MARKER), b"").unwrap();
-    files
-}
-
-/// Files no longer holding what they held (encrypted, renamed, or gone).
-fn touched(files: &HashMap<PathBuf, Vec<u8>>) -> usize {
-    files
-        .iter()
-        .filter(|(p, body)| std::fs::read(p).ok().as_ref() != Some(*body))
-        .count()
+    vigie_scenario::share::populate(root, dirs, per_dir).expect("populate the test share")
 }
 
 /// Runs the simulator at `rate` until the first critical alert that names
@@ -214,7 +175,7 @@ fn run_simulator(canaries: bool) -> (Alert, usize) {
     }
     let elapsed = started.elapsed();
     let _ = child.0.wait();
-    let n = touched(&files);
+    let n = vigie_scenario::share::touched(&files);
     let alert = hit.unwrap_or_else(|| {
         panic!(
             "no critical alert naming pid {pid} within 30 s; {} events scored, {} sampled, \
