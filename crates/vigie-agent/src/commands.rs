@@ -136,9 +136,22 @@ impl Commands {
 
     /// A rules bundle is Sigma YAML (one or more documents separated by
     /// `---`). It is compiled first: a bundle with an error changes nothing.
+    /// An empty bundle removes the manager's rules (all were disabled).
     fn rules_update(&self, bundle: &[u8]) -> CommandOutcome {
         let res = (|| -> Result<String> {
             let text = std::str::from_utf8(bundle).context("the rules bundle is not UTF-8")?;
+            if text.trim().is_empty() {
+                let file = self.state_path(RULES_DIR).join(RULES_FILE);
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot remove {}", file.display()));
+                    }
+                }
+                self.reload.store(true, Ordering::Relaxed);
+                return Ok("no rules from the manager: its rules are removed".into());
+            }
             let (engine, report) = vigie_detect::Engine::from_yaml(&[("manager bundle", text)]);
             if report.errors() > 0 {
                 let why: Vec<String> = report

@@ -125,6 +125,11 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/v1/events", get(search_events))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/rules", get(list_rules).post(upload_rule))
+        .route("/api/v1/rules/validate", post(validate_rule))
+        .route("/api/v1/rules/{id}", patch(set_rule_enabled))
+        .route("/api/v1/policies", get(list_policies))
+        .route("/api/v1/policies/{group}", axum::routing::put(set_policy))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/enrollment-tokens", post(create_enroll_token))
         .route("/api/v1/users", get(list_users).post(add_user))
@@ -763,6 +768,154 @@ async fn openapi() -> Json<Value> {
         "/api/v1/hosts/{id}/isolate": {"post": op("Isolate the host; waits for the agent's verified outcome (body: reason, wait_seconds)")},
         "/api/v1/hosts/{id}/release": {"post": op("Release the host from isolation (body: reason)")},
         "/api/v1/hosts/{id}/kill": {"post": op("Kill a process tree (body: pid, reason)")},
+// ---- rules and policies (pushed to the agents by config_sync)
+
+#[derive(Deserialize)]
+struct RuleBody {
+    source: String,
+}
+
+fn problems_json(problems: &[(Option<usize>, String)]) -> Value {
+    problems
+        .iter()
+        .map(|(line, reason)| json!({"line": line, "reason": reason}))
+        .collect()
+}
+
+async fn check_rule(
+    source: String,
+) -> Result<Result<String, Vec<(Option<usize>, String)>>, ApiError> {
+    if source.len() > 1_000_000 {
+        return Err(bad("rule document larger than 1 MB"));
+    }
+    // Compiling rules is CPU work: off the async threads.
+    tokio::task::spawn_blocking(move || crate::config_sync::validate_rule_source(&source))
+        .await
+        .map_err(|e| ApiError::from(anyhow::anyhow!("rule check: {e}")))
+}
+
+async fn list_rules(State(core): State<AppState>, auth: Auth) -> ApiResult {
+    let rules = crate::console::queries::rules(&core.store, &auth.0.org).await?;
+    ok(json!({"rules": rules}))
+}
+
+async fn validate_rule(
+    State(_core): State<AppState>,
+    auth: Auth,
+    body: Result<Json<RuleBody>, JsonRejection>,
+) -> ApiResult {
+    auth.require("analyst")?;
+    let b = json_body(body)?;
+    ok(match check_rule(b.source).await? {
+        Ok(title) => json!({"valid": true, "title": title, "problems": []}),
+        Err(p) => json!({"valid": false, "problems": problems_json(&p)}),
+    })
+}
+
+/// Keep a Sigma rule document (admin); the agents of the organisation get
+/// it within seconds. 422 with every problem and its line if it does not
+/// compile.
+async fn upload_rule(
+    State(core): State<AppState>,
+    auth: Auth,
+    body: Result<Json<RuleBody>, JsonRejection>,
+) -> ApiResult {
+    auth.require("admin")?;
+    let source = json_body(body)?.source.replace("\r\n", "\n");
+    let title = match check_rule(source.clone()).await? {
+        Ok(t) => t,
+        Err(p) => {
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "the rule does not compile", "problems": problems_json(&p)})),
+            )
+                .into_response());
+        }
+    };
+    let id =
+        crate::console::queries::add_rule(&core.store, &auth.0.org, &title, &source, &auth.0.actor)
+            .await?;
+    audit(&core, &auth, "upload_rule", &id, &title).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "title": title}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct RuleState {
+    enabled: bool,
+}
+
+async fn set_rule_enabled(
+    State(core): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Result<Json<RuleState>, JsonRejection>,
+) -> ApiResult {
+    auth.require("admin")?;
+    let b = json_body(body)?;
+    let r = sqlx::query("UPDATE console_rules SET enabled = $1 WHERE org_id = $2 AND id = $3")
+        .bind(b.enabled as i64)
+        .bind(&auth.0.org)
+        .bind(&id)
+        .execute(&core.store.pool)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if r.rows_affected() != 1 {
+        return Err(not_found("rule"));
+    }
+    let what = if b.enabled { "enabled" } else { "disabled" };
+    audit(&core, &auth, "toggle_rule", &id, what).await?;
+    ok(json!({"id": id, "enabled": b.enabled}))
+}
+
+/// Each group's policy and how many of its hosts run the current version.
+async fn list_policies(State(core): State<AppState>, auth: Auth) -> ApiResult {
+    let org = &auth.0.org;
+    let mut out = Vec::new();
+    for (group, hosts) in crate::console::queries::groups(&core.store, org).await? {
+        let choice =
+            crate::console::queries::setting(&core.store, org, &format!("policy:{group}")).await?;
+        let d = crate::config_sync::desired(&core.store, org, &group).await?;
+        out.push(json!({
+            "group": group, "hosts": hosts, "policy": choice,
+            "policy_version": d.policy_version, "rules_version": d.rules_version,
+        }));
+    }
+    ok(json!({"policies": out, "choices": crate::config_sync::POLICY_CHOICES}))
+}
+
+#[derive(Deserialize)]
+struct PolicyBody {
+    policy: String,
+}
+
+async fn set_policy(
+    State(core): State<AppState>,
+    auth: Auth,
+    Path(group): Path<String>,
+    body: Result<Json<PolicyBody>, JsonRejection>,
+) -> ApiResult {
+    auth.require("admin")?;
+    let b = json_body(body)?;
+    if !crate::config_sync::POLICY_CHOICES.contains(&b.policy.as_str()) {
+        return Err(bad(format!(
+            "policy is one of {}",
+            crate::config_sync::POLICY_CHOICES.join(", ")
+        )));
+    }
+    if group.is_empty() || group.len() > 200 {
+        return Err(bad("group name of 1 to 200 characters"));
+    }
+    crate::console::queries::set_setting(
+        &core.store,
+        &auth.0.org,
+        &format!("policy:{group}"),
+        &b.policy,
+    )
+    .await?;
+    audit(&core, &auth, "set_policy", &group, &b.policy).await?;
+    ok(json!({"group": group, "policy": b.policy}))
+}
+
         "/api/v1/hosts/{id}/revoke": {"post": op("Revoke the agent's certificate; its stream is closed at once (admin)")},
         "/api/v1/commands/{id}": {"get": op("A command and its outcome")},
         "/api/v1/alerts": {"get": op("Filter alerts (host, status, level, limit)")},
@@ -805,6 +958,11 @@ pub fn tls_acceptor(pki: &crate::pki::Pki) -> Result<tokio_rustls::TlsAcceptor> 
 /// Serve the router over TLS until `stop` changes.
 pub async fn serve_https(
     listener: tokio::net::TcpListener,
+        "/api/v1/rules": {"get": op("Uploaded Sigma rules"), "post": op("Upload a Sigma rule document (admin; body: source); 422 with problems and lines if it does not compile; the organisation's agents get it within seconds")},
+        "/api/v1/rules/validate": {"post": op("Check a Sigma rule document without keeping it (analyst; body: source)")},
+        "/api/v1/rules/{id}": {"patch": op("Enable or disable an uploaded rule (admin; body: enabled)")},
+        "/api/v1/policies": {"get": op("Each host group's response policy and the current rule and policy versions")},
+        "/api/v1/policies/{group}": {"put": op("Set a group's response policy (admin; body: policy = alert_only | kill | isolate); its agents get it within seconds")},
     acceptor: tokio_rustls::TlsAcceptor,
     router: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod config_sync;
 pub mod console;
 pub mod grpc;
 pub mod notify;
@@ -218,7 +219,17 @@ impl Core {
                 actor: cmd.actor.clone(),
                 reason: cmd.reason.clone(),
                 args,
-                blob: Vec::new(),
+                blob,
+        // Only configuration updates carry content.
+        let blob = if matches!(cmd.kind.as_str(), "rules_update" | "policy_update") {
+            self.store
+                .command_blob(&cmd.id)
+                .await?
+                .unwrap_or_default()
+                .into_bytes()
+        } else {
+            Vec::new()
+        };
             })),
         };
         if tx.send(Ok(msg)).await.is_err() {
@@ -245,6 +256,22 @@ impl Core {
             kind: kind.to_string(),
             actor: actor.to_string(),
             reason: reason.to_string(),
+    ) -> Result<CommandRow> {
+        self.request_command_with_blob(org, host_id, kind, actor, reason, args, None)
+            .await
+    }
+
+    /// [`Core::request_command`] with content (a rules bundle, a policy).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_command_with_blob(
+        &self,
+        org: &str,
+        host_id: &str,
+        kind: &str,
+        actor: &str,
+        reason: &str,
+        args: serde_json::Value,
+        blob: Option<&str>,
             args,
             created_at: store::now_ms(),
             status: "pending".into(),
@@ -260,6 +287,9 @@ impl Core {
                 target: host_id.to_string(),
                 reason: reason.to_string(),
                 outcome: "sent to the agent".into(),
+        if let Some(blob) = blob {
+            self.store.set_command_blob(&cmd.id, blob).await?;
+        }
                 details: json!({"command_id": cmd.id, "args": cmd.args}),
             })
             .await?;
@@ -576,6 +606,7 @@ async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Rec
             .cloned()
             .collect();
         if hosts.is_empty() {
+    let mut last_config_sync = std::time::Instant::now() - Duration::from_secs(60);
             continue;
         }
         if let Err(e) = sweep(&core, &hosts).await {
@@ -594,6 +625,14 @@ async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Rec
 }
 
 async fn sweep(core: &Core, connected: &[String]) -> Result<()> {
+        // Rules and policies: every 3 s is soon enough for a human edit and
+        // cheap with thousands of agents (one query, plus one per change).
+        if last_config_sync.elapsed() >= Duration::from_secs(3) {
+            last_config_sync = std::time::Instant::now();
+            if let Err(e) = config_sync::sync(&core, &hosts).await {
+                tracing::warn!("configuration sync: {e:#}");
+            }
+        }
     use sqlx::Row;
     let revoked = sqlx::query("SELECT id FROM hosts WHERE revoked_at IS NOT NULL")
         .fetch_all(&core.store.pool)

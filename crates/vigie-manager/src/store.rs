@@ -770,6 +770,26 @@ impl Store {
         Ok(())
     }
 
+    /// Attach content to a command (rules bundle, policy document).
+    pub async fn set_command_blob(&self, id: &str, blob: &str) -> Result<()> {
+        sqlx::query("UPDATE commands SET blob = $1 WHERE id = $2")
+            .bind(blob)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn command_blob(&self, id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT blob FROM commands WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     fn command_from(r: &AnyRow) -> CommandRow {
         CommandRow {
             id: r.get(0),

@@ -1015,39 +1015,19 @@ pub async fn rule_upload(
     let l = ctx.lang;
     let source = f.source.replace("\r\n", "\n");
     let src = source.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        vigie_detect::Engine::from_yaml(&[("uploaded.yml", src.as_str())]).1
-    })
-    .await
-    .map_err(|e| internal(l, e))?;
-    let mut errors: Vec<(Option<usize>, String)> = report
-        .rules
-        .iter()
-        .filter(|r| r.status != vigie_detect::RuleStatus::Loaded)
-        .map(|r| {
-            (
-                r.line,
-                r.reason
-                    .clone()
-                    .unwrap_or_else(|| r.status.as_str().to_string()),
-            )
-        })
-        .collect();
-    if errors.is_empty() && report.totals.loaded == 0 {
-        errors.push((None, "no rule found in this document".into()));
-    }
-    let list = queries::rules(&st.core.store, &ctx.session.org)
-        .await
-        .map_err(ie(l))?;
-    if !errors.is_empty() {
-        return Ok(rules_page(&ctx, &list, &source, &errors, None));
-    }
-    let title = report
-        .rules
-        .iter()
-        .filter_map(|r| r.title.clone())
-        .next()
-        .unwrap_or_else(|| "untitled".into());
+    let checked =
+        tokio::task::spawn_blocking(move || crate::config_sync::validate_rule_source(&src))
+            .await
+            .map_err(|e| internal(l, e))?;
+    let title = match checked {
+        Ok(title) => title,
+        Err(errors) => {
+            let list = queries::rules(&st.core.store, &ctx.session.org)
+                .await
+                .map_err(ie(l))?;
+            return Ok(rules_page(&ctx, &list, &source, &errors, None));
+        }
+    };
     let id = queries::add_rule(
         &st.core.store,
         &ctx.session.org,
