@@ -226,6 +226,21 @@ pub const TABLE: &[(&str, &str, &str)] = &[
         "Obtenir un code de libération",
     ),
     ("release_code", "Release code", "Code de libération"),
+    ("ptree_title", "Process tree", "Arbre des processus"),
+    (
+        "ptree_help",
+        "Every program started on this host in the window, under the program that started it. Programs that raised an alert are framed in red; programs started before the window are shown with …",
+        "Tous les programmes lancés sur cette machine pendant la période, sous le programme qui les a lancés. Ceux qui ont levé une alerte sont encadrés en rouge ; ceux lancés avant la période sont marqués …",
+    ),
+    ("ptree_search", "Search", "Rechercher"),
+    ("ptree_minutes", "Minutes before", "Minutes avant"),
+    ("ptree_show", "Show", "Afficher"),
+    ("ptree_processes", "programs started", "programmes lancés"),
+    (
+        "ptree_truncated",
+        "only the latest 5,000: narrow the window",
+        "seulement les 5 000 derniers : réduisez la période",
+    ),
     (
         "release_code_help",
         "On the host, as root, type the command below. The code works without the network, this hour and the next; asking for it is recorded in the audit log.",

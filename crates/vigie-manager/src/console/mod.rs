@@ -20,6 +20,7 @@ pub mod auth;
 pub mod i18n;
 pub mod layout;
 pub mod pages;
+pub mod process_tree;
 pub mod queries;
 
 use std::sync::Arc;
@@ -345,7 +346,7 @@ pub fn router(st: ConsoleState) -> Router {
         .route("/console/hosts/{id}/isolate", post(pages::isolate))
         .route("/console/hosts/{id}/release", post(pages::release))
         .route(
-        .route(
+        .route("/console/hosts/{id}/processes", get(process_tree::page))
             "/console/hosts/{id}/release-code",
             post(pages::release_code),
         )

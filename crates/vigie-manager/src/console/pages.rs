@@ -275,7 +275,8 @@ pub async fn host(
         section aria-labelledby="recent" {
             h2 #recent { (l.t("recent_alerts")) }
             (alert_table(l, &alerts, None))
-            p { a href={ "/console/alerts?host=" (id) } { (l.t("alerts")) " →" } }
+            p { a href={ "/console/alerts?host=" (id) } { (l.t("alerts")) " →" } " · "
+                a #process-explorer-link href={ "/console/hosts/" (id) "/processes" } { (l.t("ptree_title")) " →" } }
         }
         section aria-labelledby="done" {
             h2 #done { (l.t("actions_taken")) }
