@@ -1,7 +1,10 @@
 //! test-support: fixtures shared by the integration tests of several crates.
 //! [`PgCluster`] is a private PostgreSQL server for tests that must run
 //! against the real database (`Drop` stops and deletes it); [`free_port`]
-//! a loopback port nobody listens on.
+//! a loopback port nobody listens on; [`radius`] real RADIUS clients
+//! (`radclient`, `oathtool`).
+
+pub mod radius;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -32,6 +32,17 @@ pub fn serve(config: Config) -> Result<()> {
             "CA fingerprint (SHA-256): {}",
             handle.core.pki.ca_fingerprint()
         );
+        match &handle.radius {
+            Some(r) => {
+                let udp: Vec<String> = r.udp.iter().map(|a| a.to_string()).collect();
+                let tls = r
+                    .radsec
+                    .map(|a| format!(", RadSec tls {a}"))
+                    .unwrap_or_default();
+                println!("RADIUS (VPN two-factor): udp {}{tls}", udp.join(" "));
+            }
+            None => println!("RADIUS (VPN two-factor): off (see the log for why)"),
+        }
         if let Some(first) = &handle.first_start {
             // Printed once, never logged: only its hash is stored.
             println!(

@@ -277,21 +277,8 @@ pub fn parse_batch(
                 details: serde_json::to_value(&event).unwrap_or_default(),
             });
         }
-        let process = event.process();
-        let user = process
-            .and_then(|p| p.user.as_ref())
-            .and_then(|u| u.name.clone())
-            .filter(|n| !n.is_empty());
-        out.events.push(EventRow {
-            id: event.id.to_string(),
-            time: millis(event.time),
-            dataset: vigie_event_dataset(&event),
-            action: event_action(&event).to_string(),
-            process_name: process.map(|p| p.name.clone()),
-            process_pid: process.map(|p| p.pid as i64),
-            user_name: user,
-            doc: serde_json::to_string(&event).map_err(|e| e.to_string())?,
-        });
+        out.events
+            .push(event_row(&event).map_err(|e| e.to_string())?);
     }
     for (i, raw) in records.alerts.iter().enumerate() {
         if raw.len() > MAX_RECORD_BYTES {
@@ -304,18 +291,47 @@ pub fn parse_batch(
         for e in &mut alert.events {
             e.host.id = Some(auth.host_id.clone());
         }
-        let level = alert.level();
-        out.alerts.push(AlertRow {
-            id: alert.id.to_string(),
-            time: millis(alert.time),
-            rule_id: alert.rule.id.clone(),
-            rule_name: alert.rule.name.clone(),
-            level: level.as_str().to_string(),
-            severity: level.severity() as i64,
-            doc: serde_json::to_string(&alert).map_err(|e| e.to_string())?,
-        });
+        out.alerts
+            .push(alert_row(&alert).map_err(|e| e.to_string())?);
     }
     Ok(out)
+}
+
+/// An event as the `events` table stores it (the host id already set).
+pub(crate) fn event_row(event: &vigie_event::Event) -> serde_json::Result<EventRow> {
+    let process = event.process();
+    let user = match &event.payload {
+        // A login's account, so that searching by user finds VPN logins.
+        vigie_event::Payload::Authentication(a) => a.user.name.clone(),
+        _ => process
+            .and_then(|p| p.user.as_ref())
+            .and_then(|u| u.name.clone()),
+    }
+    .filter(|n| !n.is_empty());
+    Ok(EventRow {
+        id: event.id.to_string(),
+        time: millis(event.time),
+        dataset: vigie_event_dataset(event),
+        action: event_action(event).to_string(),
+        process_name: process.map(|p| p.name.clone()),
+        process_pid: process.map(|p| p.pid as i64),
+        user_name: user,
+        doc: serde_json::to_string(event)?,
+    })
+}
+
+/// An alert as the `alerts` table stores it (the host id already set).
+pub(crate) fn alert_row(alert: &vigie_event::Alert) -> serde_json::Result<AlertRow> {
+    let level = alert.level();
+    Ok(AlertRow {
+        id: alert.id.to_string(),
+        time: millis(alert.time),
+        rule_id: alert.rule.id.clone(),
+        rule_name: alert.rule.name.clone(),
+        level: level.as_str().to_string(),
+        severity: level.severity() as i64,
+        doc: serde_json::to_string(alert)?,
+    })
 }
 
 fn vigie_event_dataset(event: &vigie_event::Event) -> String {

@@ -5,7 +5,7 @@
 //! (start it; [`ManagerHandle`] tells its addresses and stops it), [`Core`]
 //! (shared state: store, PKI, live agent sessions), [`store::Store`],
 //! [`pki::Pki`]. The API lives in [`api`], the web console in [`console`],
-//! the agent service in [`grpc`].
+//! the agent service in [`grpc`], the VPN RADIUS service in [`radius`].
 //!
 //! The manager keeps no state outside its database and `DATA/pki/`: live
 //! sessions are only a cache of who is connected here; commands and their
@@ -19,6 +19,7 @@ pub mod console;
 pub mod grpc;
 pub mod notify;
 pub mod pki;
+pub mod radius;
 pub mod store;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub struct Config {
     pub retention: Duration,
     /// Organisation of the first admin user.
     pub default_org: String,
+    /// The VPN RADIUS service (on when NAS clients are registered).
+    pub radius: radius::RadiusConfig,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             names: default_names(),
             retention: Duration::from_secs(30 * 24 * 3600),
             default_org: "default".into(),
+            radius: radius::RadiusConfig::default(),
         }
     }
 
@@ -101,6 +105,10 @@ pub struct Counters {
     pub alerts_stored: AtomicU64,
     pub batches: AtomicU64,
     pub refused: AtomicU64,
+    /// RADIUS authentication events stored.
+    pub radius_events: AtomicU64,
+    /// RADIUS authentication events dropped (queue full or database down).
+    pub radius_dropped: AtomicU64,
 }
 
 /// What the API and the agent service share.
@@ -212,14 +220,6 @@ impl Core {
             "policy_update" => pb::CommandKind::PolicyUpdate,
             _ => pb::CommandKind::Unspecified,
         };
-        let msg = pb::ManagerMessage {
-            msg: Some(Down::Command(pb::Command {
-                id: cmd.id.clone(),
-                kind: kind as i32,
-                actor: cmd.actor.clone(),
-                reason: cmd.reason.clone(),
-                args,
-                blob,
         // Only configuration updates carry content.
         let blob = if matches!(cmd.kind.as_str(), "rules_update" | "policy_update") {
             self.store
@@ -230,6 +230,14 @@ impl Core {
         } else {
             Vec::new()
         };
+        let msg = pb::ManagerMessage {
+            msg: Some(Down::Command(pb::Command {
+                id: cmd.id.clone(),
+                kind: kind as i32,
+                actor: cmd.actor.clone(),
+                reason: cmd.reason.clone(),
+                args,
+                blob,
             })),
         };
         if tx.send(Ok(msg)).await.is_err() {
@@ -249,14 +257,6 @@ impl Core {
         reason: &str,
         args: serde_json::Value,
     ) -> Result<CommandRow> {
-        let cmd = CommandRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            org: org.to_string(),
-            host_id: host_id.to_string(),
-            kind: kind.to_string(),
-            actor: actor.to_string(),
-            reason: reason.to_string(),
-    ) -> Result<CommandRow> {
         self.request_command_with_blob(org, host_id, kind, actor, reason, args, None)
             .await
     }
@@ -272,6 +272,14 @@ impl Core {
         reason: &str,
         args: serde_json::Value,
         blob: Option<&str>,
+    ) -> Result<CommandRow> {
+        let cmd = CommandRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            org: org.to_string(),
+            host_id: host_id.to_string(),
+            kind: kind.to_string(),
+            actor: actor.to_string(),
+            reason: reason.to_string(),
             args,
             created_at: store::now_ms(),
             status: "pending".into(),
@@ -279,6 +287,9 @@ impl Core {
             error: None,
         };
         self.store.create_command(&cmd).await?;
+        if let Some(blob) = blob {
+            self.store.set_command_blob(&cmd.id, blob).await?;
+        }
         self.store
             .append_audit(&AuditEntry {
                 org: org.to_string(),
@@ -287,9 +298,6 @@ impl Core {
                 target: host_id.to_string(),
                 reason: reason.to_string(),
                 outcome: "sent to the agent".into(),
-        if let Some(blob) = blob {
-            self.store.set_command_blob(&cmd.id, blob).await?;
-        }
                 details: json!({"command_id": cmd.id, "args": cmd.args}),
             })
             .await?;
@@ -378,6 +386,8 @@ pub struct ManagerHandle {
     pub agent_addr: SocketAddr,
     pub core: Arc<Core>,
     pub first_start: Option<FirstStart>,
+    /// The RADIUS service, when it runs.
+    pub radius: Option<radius::RadiusService>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -458,6 +468,8 @@ impl Manager {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        // First: a RADIUS port that cannot be had stops the start here.
+        let radius = radius::start(&config, core.clone(), stop_rx.clone(), &mut tasks).await?;
         tasks.push(tokio::spawn(ingest_writer(
             core.clone(),
             ingest_rx,
@@ -527,6 +539,7 @@ impl Manager {
             agent_addr,
             core,
             first_start,
+            radius,
             stop: stop_tx,
             tasks,
         })
@@ -593,6 +606,7 @@ async fn ingest_writer(
 async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_config_sync = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -606,11 +620,18 @@ async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Rec
             .cloned()
             .collect();
         if hosts.is_empty() {
-    let mut last_config_sync = std::time::Instant::now() - Duration::from_secs(60);
             continue;
         }
         if let Err(e) = sweep(&core, &hosts).await {
             tracing::warn!("housekeeping: {e:#}");
+        }
+        // Rules and policies: every 3 s is soon enough for a human edit and
+        // cheap with thousands of agents (one query, plus one per change).
+        if last_config_sync.elapsed() >= Duration::from_secs(3) {
+            last_config_sync = std::time::Instant::now();
+            if let Err(e) = config_sync::sync(&core, &hosts).await {
+                tracing::warn!("configuration sync: {e:#}");
+            }
         }
         if last_purge.elapsed() > Duration::from_secs(3600) {
             last_purge = std::time::Instant::now();
@@ -625,14 +646,6 @@ async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Rec
 }
 
 async fn sweep(core: &Core, connected: &[String]) -> Result<()> {
-        // Rules and policies: every 3 s is soon enough for a human edit and
-        // cheap with thousands of agents (one query, plus one per change).
-        if last_config_sync.elapsed() >= Duration::from_secs(3) {
-            last_config_sync = std::time::Instant::now();
-            if let Err(e) = config_sync::sync(&core, &hosts).await {
-                tracing::warn!("configuration sync: {e:#}");
-            }
-        }
     use sqlx::Row;
     let revoked = sqlx::query("SELECT id FROM hosts WHERE revoked_at IS NOT NULL")
         .fetch_all(&core.store.pool)

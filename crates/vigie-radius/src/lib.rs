@@ -22,5 +22,5 @@ pub mod store;
 pub mod totp;
 
 pub use crypto::MasterKey;
-pub use server::{Config, EventSink, PasswordBackend, Server};
+pub use server::{Config, EventSink, Lockout, PasswordBackend, Server};
 pub use store::{CodeTransport, Store};

@@ -21,9 +21,27 @@ use crate::store::{CodeTransport, LockoutPolicy, SessionUpdate, Store, UserRecor
 use crate::totp;
 
 /// Where authentication events go: the manager's detection engine, or the
-/// JSON-lines writer of `vigie radius`.
+/// JSON-lines writer of `vigie radius`. Called on the answer path: it must
+/// not wait (queue the work, or drop it and say so).
 pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, event: Event);
+    /// An account was just locked after too many failures (the server has
+    /// already written it to `mfa_audit`); the manager audits it too.
+    fn lockout(&self, _lockout: Lockout) {}
+}
+
+/// An account locked by the lockout policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockout {
+    pub user: String,
+    /// Unix time (seconds) until which logins are refused.
+    pub until: i64,
+    /// Failures counted in the policy's window.
+    pub failures: i64,
+    /// The NAS client the last failure came through.
+    pub nas: String,
+    /// Its Calling-Station-Id (the VPN user's address), when sent.
+    pub source: Option<String>,
 }
 
 impl EventSink for tokio::sync::mpsc::UnboundedSender<Event> {
@@ -491,11 +509,13 @@ impl Server {
                 p.expires > Instant::now() && p.user == user && p.client == client.name
             });
             let Some(u) = record.filter(|_| valid) else {
-                self.failure(None, calling).await;
+                self.failure(None, client, calling).await;
                 return reject("invalid or expired challenge", "challenge");
             };
             let code = String::from_utf8_lossy(&field).into_owned();
-            return self.check_code(&u, &code, calling, "challenge").await;
+            return self
+                .check_code(&u, &code, client, calling, "challenge")
+                .await;
         }
 
         let digits = record.as_ref().map(|u| u.totp_digits).unwrap_or(6);
@@ -503,7 +523,7 @@ impl Server {
             Ok(pc) => pc,
             Err(reason) => {
                 self.burn_time().await;
-                self.failure(record.as_ref(), calling).await;
+                self.failure(record.as_ref(), client, calling).await;
                 return reject(reason, "password");
             }
         };
@@ -518,13 +538,13 @@ impl Server {
         if let Err(reason) = usable {
             self.burn_time().await;
             // Unknown users count against their source only.
-            self.failure(None, calling).await;
+            self.failure(None, client, calling).await;
             return reject(reason, "password");
         }
         let u = record.expect("checked above");
         let cached = match self.check_password(&u, &password).await {
             Password::Wrong => {
-                self.failure(Some(&u), calling).await;
+                self.failure(Some(&u), client, calling).await;
                 return reject("wrong password", "password");
             }
             Password::Verified => false,
@@ -550,10 +570,10 @@ impl Server {
     ) -> Decision {
         let reject = |reason, step| Decision::Reject { reason, step };
         match code {
-            Some(code) => self.check_code(u, &code, calling, "totp").await,
+            Some(code) => self.check_code(u, &code, client, calling, "totp").await,
             None if client.transport == CodeTransport::Challenge => {
                 if u.totp_secret.is_none() {
-                    self.failure(Some(u), calling).await;
+                    self.failure(Some(u), client, calling).await;
                     return reject("not enrolled", "totp");
                 }
                 let state = crypto::random_bytes::<16>();
@@ -571,7 +591,7 @@ impl Server {
                 Decision::Challenge { state }
             }
             None => {
-                self.failure(Some(u), calling).await;
+                self.failure(Some(u), client, calling).await;
                 reject("code missing", "totp")
             }
         }
@@ -581,12 +601,13 @@ impl Server {
         &self,
         u: &UserRecord,
         code: &str,
+        client: &Client,
         calling: Option<&str>,
         step: &'static str,
     ) -> Decision {
         let reject = |reason| Decision::Reject { reason, step };
         let Some(sealed) = &u.totp_secret else {
-            self.failure(Some(u), calling).await;
+            self.failure(Some(u), client, calling).await;
             return reject("not enrolled");
         };
         let secret = match self.key.open(sealed, &format!("totp:{}", u.name)) {
@@ -607,7 +628,7 @@ impl Server {
                     Decision::Accept { step }
                 }
                 Ok(false) => {
-                    self.failure(Some(u), calling).await;
+                    self.failure(Some(u), client, calling).await;
                     reject("code reused")
                 }
                 Err(e) => {
@@ -618,7 +639,7 @@ impl Server {
             None => {
                 let reused =
                     totp::verify(&secret, alg, u.totp_digits, code, now, i64::MIN).is_some();
-                self.failure(Some(u), calling).await;
+                self.failure(Some(u), client, calling).await;
                 reject(if reused { "code reused" } else { "wrong code" })
             }
         }
@@ -681,14 +702,21 @@ impl Server {
         self.argon2_verify(b"x", &self.dummy_hash).await;
     }
 
-    async fn failure(&self, u: Option<&UserRecord>, calling: Option<&str>) {
-        if let Some(u) = u
-            && let Err(e) = self
+    async fn failure(&self, u: Option<&UserRecord>, client: &Client, calling: Option<&str>) {
+        if let Some(u) = u {
+            let now = now_unix();
+            match self
                 .store
-                .record_failure(&u.name, now_unix(), &self.cfg.lockout)
+                .record_failure(&u.name, now, &self.cfg.lockout)
                 .await
-        {
-            tracing::error!(error = %e, "recording failure failed");
+            {
+                // `u` was read before this failure: locked now, not before.
+                Ok((failures, until)) if until > now && u.locked_until <= now => {
+                    self.locked(u, failures, until, client, calling).await
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "recording failure failed"),
+            }
         }
         if let Some(c) = calling {
             let mut s = self.sources.lock().expect("sources lock");
@@ -699,6 +727,35 @@ impl Server {
             }
             e.0 += 1;
         }
+    }
+
+    /// Tell the audit log and the sink that `u` is now locked.
+    async fn locked(
+        &self,
+        u: &UserRecord,
+        failures: i64,
+        until: i64,
+        client: &Client,
+        calling: Option<&str>,
+    ) {
+        tracing::warn!(user = %u.name, client = %client.name, seconds = until - now_unix(), "account locked after repeated failures");
+        let detail = serde_json::json!({
+            "until": until, "failures": failures, "nas": client.name, "source": calling,
+        });
+        if let Err(e) = self
+            .store
+            .audit("radius", "vpn.lockout", &u.name, &detail.to_string())
+            .await
+        {
+            tracing::error!(error = %e, "auditing a lockout failed");
+        }
+        self.sink.lockout(Lockout {
+            user: u.name.clone(),
+            until,
+            failures,
+            nas: client.name.clone(),
+            source: calling.map(str::to_string),
+        });
     }
 
     fn source_blocked(&self, calling: &str) -> bool {

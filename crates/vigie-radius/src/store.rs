@@ -320,10 +320,16 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Count a failure; returns the time until which the account is locked (0 if not).
-    pub async fn record_failure(&self, name: &str, now: i64, p: &LockoutPolicy) -> Result<i64> {
+    /// Count a failure; returns the failures now counted in the policy's
+    /// window and the time until which the account is locked (0 if not).
+    pub async fn record_failure(
+        &self,
+        name: &str,
+        now: i64,
+        p: &LockoutPolicy,
+    ) -> Result<(i64, i64)> {
         let Some(u) = self.get_user(name).await? else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         let failures = if now - u.last_failure > p.window {
             1
@@ -343,7 +349,7 @@ impl Store {
             .bind(name)
             .execute(&self.pool)
             .await?;
-        Ok(locked_until)
+        Ok((failures, locked_until))
     }
 
     // ---- clients

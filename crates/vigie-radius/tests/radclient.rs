@@ -148,6 +148,23 @@ async fn lockout_after_failures_then_unlock() {
         panic!()
     };
     assert_eq!(a.auth.reason.as_deref(), Some("account locked"));
+    // Locked once (the refused attempt while locked does not lock again),
+    // told to the sink and written to the audit log.
+    let lockouts = f.events.1.lock().unwrap().clone();
+    assert_eq!(lockouts.len(), 1, "{lockouts:?}");
+    assert_eq!(
+        (lockouts[0].user.as_str(), lockouts[0].failures),
+        ("bob", 3)
+    );
+    assert_eq!(lockouts[0].nas, "vpn");
+    assert!(lockouts[0].until > chrono::Utc::now().timestamp());
+    let audit = f.store.audit_log().await.unwrap();
+    let locks: Vec<_> = audit.iter().filter(|e| e.2 == "vpn.lockout").collect();
+    assert_eq!(locks.len(), 1, "{audit:?}");
+    assert_eq!(
+        (locks[0].1.as_str(), locks[0].3.as_str()),
+        ("radius", "bob")
+    );
     vigie_radius::Store::unlock(&f.store, "bob").await.unwrap();
     let out = f
         .radclient(&req("bob", &format!("bobs password{}", oathtool(&b32, 0))))

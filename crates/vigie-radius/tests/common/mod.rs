@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use vigie_event::Event;
 use vigie_radius::admin;
@@ -13,12 +12,19 @@ use vigie_radius::{CodeTransport, Config, EventSink, MasterKey, Server, Store};
 
 pub const SECRET: &str = "testing-secret-0123456789";
 
+/// What the server handed to its sink: events, and lockouts.
 #[derive(Default, Clone)]
-pub struct Collect(pub Arc<Mutex<Vec<Event>>>);
+pub struct Collect(
+    pub Arc<Mutex<Vec<Event>>>,
+    pub Arc<Mutex<Vec<vigie_radius::Lockout>>>,
+);
 
 impl EventSink for Collect {
     fn emit(&self, event: Event) {
         self.0.lock().unwrap().push(event);
+    }
+    fn lockout(&self, lockout: vigie_radius::Lockout) {
+        self.1.lock().unwrap().push(lockout);
     }
 }
 
@@ -145,51 +151,18 @@ impl Fixture {
     }
 }
 
+/// [`test_support::radius::radclient`], off the async runtime's threads.
 pub async fn radclient(addr: SocketAddr, kind: &str, secret: &str, attrs: &str) -> String {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("radclient")
-        .args(["-x", "-t", "1", "-r", "1", &addr.to_string(), kind, secret])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("radclient (freeradius-utils) must be installed");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(attrs.as_bytes()).await.unwrap();
-    stdin.write_all(b"\n").await.unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("radclient hung")
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let (kind, secret, attrs) = (kind.to_string(), secret.to_string(), attrs.to_string());
+    tokio::task::spawn_blocking(move || {
+        test_support::radius::radclient(addr, &kind, &secret, &attrs)
+    })
+    .await
+    .unwrap()
 }
 
-/// A TOTP code from oathtool, `offset` steps from now.
-pub fn oathtool(secret_b32: &str, offset: i64) -> String {
-    let now = chrono::Utc::now().timestamp() + offset * 30;
-    let out = std::process::Command::new("oathtool")
-        .args(["--totp", "-b", "-N", &format!("@{now}"), secret_b32])
-        .output()
-        .expect("oathtool must be installed");
-    assert!(out.status.success(), "oathtool failed: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-pub fn accepted(out: &str) -> bool {
-    out.contains("Received Access-Accept")
-}
-pub fn rejected(out: &str) -> bool {
-    out.contains("Received Access-Reject")
-}
-pub fn silent(out: &str) -> bool {
-    !out.contains("Received ") && out.contains("No reply")
-}
+#[allow(unused_imports)] // each test binary uses some of them
+pub use test_support::radius::{accepted, oathtool, rejected, silent};
 
 /// A child process (daemon or proxy) killed and reaped when dropped, also
 /// when the test fails.

@@ -18,9 +18,22 @@ Several managers can share one PostgreSQL database (and a copy of DATA/pki/).
 
 Production: --listen 0.0.0.0:8443 behind your firewall, agents on :8444.
 
+VPN two-factor (RADIUS): the manager also serves RADIUS on 0.0.0.0:1812
+(authentication) and 0.0.0.0:1813 (accounting) when at least one VPN gateway
+(NAS client) is registered at start with `vigie mfa client add --data DATA`;
+--radius-listen chooses the address (and starts it even without NAS client),
+--no-radius turns it off. VPN logins are stored as events of the host
+\"HOSTNAME VPN (RADIUS)\" and run through the built-in rules (brute force,
+password spraying, ...); their alerts appear like any agent's. The startup
+log says whether RADIUS runs and where. RadSec (--radsec with --tls-cert,
+--tls-key, --tls-client-ca) and LDAP users (--ldap-url, --ldap-bind) take the
+same flags as `vigie radius`. With PostgreSQL, every manager that serves
+RADIUS needs the same DATA/keys/mfa.key (it encrypts the TOTP secrets).
+
 Examples:
   vigie manager --data /var/lib/vigie
   vigie manager --database-url postgres://vigie@db/vigie --listen 0.0.0.0:8443
+  vigie manager --data /var/lib/vigie --radius-listen 192.0.2.1:1812
   vigie manager token create --org townhall --expires 24h
   vigie agent --manager https://manager.example:8444 --enroll-token TOKEN";
 
@@ -45,6 +58,46 @@ pub struct Args {
     /// Keep telemetry this long (alerts, incidents and the audit log stay).
     #[arg(long, default_value = "30d")]
     retention: String,
+    #[command(flatten)]
+    radius: Radius,
+}
+
+/// The VPN two-factor RADIUS service run by the manager.
+#[derive(clap::Args)]
+struct Radius {
+    /// Serve RADIUS (UDP) on ADDR, repeatable; a port that cannot be had
+    /// stops the start. [default: 0.0.0.0:1812 and 0.0.0.0:1813, only when
+    /// a NAS client is registered]
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_radius")]
+    radius_listen: Vec<SocketAddr>,
+    /// Do not serve RADIUS.
+    #[arg(long)]
+    no_radius: bool,
+    #[command(flatten)]
+    service: super::radius::Service,
+}
+
+impl Radius {
+    fn config(self) -> anyhow::Result<vigie_manager::radius::RadiusConfig> {
+        use vigie_manager::radius::{Mode, RadiusConfig};
+        let mode = if self.no_radius {
+            Mode::Off
+        } else if self.radius_listen.is_empty() {
+            Mode::Auto
+        } else {
+            Mode::Listen(self.radius_listen)
+        };
+        let (radsec, ldap) = self.service.parts()?;
+        if self.no_radius && radsec.is_some() {
+            anyhow::bail!("--radsec and --no-radius contradict each other");
+        }
+        Ok(RadiusConfig {
+            mode,
+            radsec,
+            ldap,
+            ..RadiusConfig::default()
+        })
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -147,6 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.agent_listen = args.agent_listen;
     config.names.extend(args.names);
     config.retention = admin::parse_duration(&args.retention)?;
+    config.radius = args.radius.config()?;
     match args.command {
         None => admin::serve(config)?,
         Some(Command::Token(TokenCmd::Create { org, expires })) => {

@@ -29,6 +29,22 @@ pub struct Args {
     /// UDP address(es) to serve (authentication and accounting on each).
     #[arg(long, value_name = "ADDR", default_values = ["0.0.0.0:1812", "0.0.0.0:1813"])]
     listen: Vec<SocketAddr>,
+    /// Write every attempt as an ECS JSON line to FILE (appended), or "-" for stdout.
+    #[arg(long, value_name = "FILE|-")]
+    events: Option<PathBuf>,
+    /// Write alerts as ECS JSON lines to FILE (appended), or "-" for stdout.
+    #[arg(long, value_name = "FILE|-")]
+    alerts: Option<PathBuf>,
+    /// Rule folder [default: rules/ next to the binary, or /usr/share/vigie/rules].
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    service: Service,
+}
+
+/// RadSec and LDAP, the same for `vigie radius` and `vigie manager`.
+#[derive(clap::Args)]
+pub struct Service {
     /// Also serve RadSec (RADIUS over TLS) here, e.g. 0.0.0.0:2083; needs
     /// --tls-cert, --tls-key and --tls-client-ca.
     #[arg(long, value_name = "ADDR")]
@@ -42,15 +58,6 @@ pub struct Args {
     /// CA (PEM) that signs the gateways' client certificates for RadSec.
     #[arg(long, value_name = "FILE", requires = "radsec")]
     tls_client_ca: Option<PathBuf>,
-    /// Write every attempt as an ECS JSON line to FILE (appended), or "-" for stdout.
-    #[arg(long, value_name = "FILE|-")]
-    events: Option<PathBuf>,
-    /// Write alerts as ECS JSON lines to FILE (appended), or "-" for stdout.
-    #[arg(long, value_name = "FILE|-")]
-    alerts: Option<PathBuf>,
-    /// Rule folder [default: rules/ next to the binary, or /usr/share/vigie/rules].
-    #[arg(long, value_name = "DIR")]
-    rules: Option<PathBuf>,
     /// LDAP / Active Directory for users added with `--ldap`: ldap://host or ldaps://host.
     #[arg(long, value_name = "URL")]
     ldap_url: Option<String>,
@@ -63,29 +70,42 @@ pub struct Args {
     ldap_starttls: bool,
 }
 
+impl Service {
+    /// The RadSec listener and LDAP directory these flags ask for.
+    pub fn parts(
+        self,
+    ) -> anyhow::Result<(
+        Option<vigie_radius::radsec::RadsecOptions>,
+        Option<vigie_radius::ldap::LdapConfig>,
+    )> {
+        let radsec = match (self.radsec, self.tls_cert, self.tls_key, self.tls_client_ca) {
+            (Some(listen), Some(cert), Some(key), Some(client_ca)) => {
+                Some(vigie_radius::radsec::RadsecOptions {
+                    listen,
+                    cert,
+                    key,
+                    client_ca,
+                })
+            }
+            (None, ..) => None,
+            _ => anyhow::bail!("--radsec needs --tls-cert, --tls-key and --tls-client-ca"),
+        };
+        let ldap = match (self.ldap_url, self.ldap_bind) {
+            (Some(url), Some(bind_template)) => Some(vigie_radius::ldap::LdapConfig {
+                url,
+                starttls: self.ldap_starttls,
+                bind_template,
+                timeout: std::time::Duration::from_secs(5),
+            }),
+            (None, _) => None,
+            (Some(_), None) => anyhow::bail!("--ldap-url needs --ldap-bind"),
+        };
+        Ok((radsec, ldap))
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let radsec = match (args.radsec, args.tls_cert, args.tls_key, args.tls_client_ca) {
-        (Some(listen), Some(cert), Some(key), Some(client_ca)) => {
-            Some(vigie_radius::radsec::RadsecOptions {
-                listen,
-                cert,
-                key,
-                client_ca,
-            })
-        }
-        (None, ..) => None,
-        _ => anyhow::bail!("--radsec needs --tls-cert, --tls-key and --tls-client-ca"),
-    };
-    let ldap = match (args.ldap_url, args.ldap_bind) {
-        (Some(url), Some(bind_template)) => Some(vigie_radius::ldap::LdapConfig {
-            url,
-            starttls: args.ldap_starttls,
-            bind_template,
-            timeout: std::time::Duration::from_secs(5),
-        }),
-        (None, _) => None,
-        (Some(_), None) => anyhow::bail!("--ldap-url needs --ldap-bind"),
-    };
+    let (radsec, ldap) = args.service.parts()?;
     vigie_radius::standalone::run(vigie_radius::standalone::Options {
         data: args.data,
         listen: args.listen,
