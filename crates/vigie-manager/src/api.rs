@@ -122,14 +122,15 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert).patch(update_alert))
         .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/{id}/report", get(incident_report))
         .route("/api/v1/events", get(search_events))
         .route("/api/v1/audit", get(list_audit))
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/rules", get(list_rules).post(upload_rule))
         .route("/api/v1/rules/validate", post(validate_rule))
         .route("/api/v1/rules/{id}", patch(set_rule_enabled))
         .route("/api/v1/policies", get(list_policies))
         .route("/api/v1/policies/{group}", axum::routing::put(set_policy))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/enrollment-tokens", post(create_enroll_token))
         .route("/api/v1/users", get(list_users).post(add_user))
@@ -313,7 +314,6 @@ async fn kill(
     host_command(&core, &auth, &id, "kill", json_body(body)?).await
 }
 
-async fn revoke_host(
 #[derive(Deserialize, Default)]
 struct ReleaseCodeBody {
     #[serde(default)]
@@ -397,6 +397,7 @@ pub async fn release_code(
     }))
 }
 
+async fn revoke_host(
     State(core): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
@@ -596,6 +597,38 @@ async fn list_incidents(State(core): State<AppState>, auth: Auth) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+struct ReportQuery {
+    /// "en" or "fr"; else the Accept-Language header, else English.
+    lang: Option<String>,
+}
+
+/// The incident report as HTML (the same document as the console's), in
+/// the caller's language; another organisation's incident is not found.
+async fn incident_report(
+    State(core): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> ApiResult {
+    use crate::console::{i18n::Lang, report};
+    let q = query(q)?;
+    let lang = match q.lang.as_deref() {
+        Some(l) => Lang::parse(l).ok_or_else(|| bad("lang must be en or fr"))?,
+        None => Lang::pick(
+            None,
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|h| h.to_str().ok()),
+        ),
+    };
+    let r = report::Report::load(&core.store, &auth.0.org, &id, &auth.0.actor)
+        .await?
+        .ok_or_else(|| not_found("incident"))?;
+    Ok(report::respond(report::render(lang, &r), &id))
+}
+
+#[derive(Deserialize)]
 struct EventQuery {
     host: Option<String>,
     /// Milliseconds since the epoch.
@@ -735,39 +768,6 @@ async fn add_user(
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
-async fn audit(
-    core: &Core,
-    auth: &Auth,
-    action: &str,
-    target: &str,
-    outcome: &str,
-) -> Result<(), ApiError> {
-    core.store
-        .append_audit(&AuditEntry {
-            org: auth.0.org.clone(),
-            actor: auth.0.actor.clone(),
-            action: action.into(),
-            target: target.into(),
-            reason: String::new(),
-            outcome: outcome.into(),
-            details: json!({}),
-        })
-        .await?;
-    Ok(())
-}
-
-/// The OpenAPI 3.1 document. Written as data next to the route table
-/// rather than derived (utoipa would need an annotation on every handler
-/// for the same result).
-async fn openapi() -> Json<Value> {
-    let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or bad token"}, "403": {"description": "role too low"}}});
-    let paths = json!({
-        "/api/v1/login": {"post": {"summary": "Password login; returns a bearer token valid 12 h", "responses": {"200": {"description": "token"}, "401": {"description": "wrong credentials"}}}},
-        "/api/v1/hosts": {"get": op("List hosts (facts, last seen, isolation, online)")},
-        "/api/v1/hosts/{id}": {"get": op("Host detail with recent alerts")},
-        "/api/v1/hosts/{id}/isolate": {"post": op("Isolate the host; waits for the agent's verified outcome (body: reason, wait_seconds)")},
-        "/api/v1/hosts/{id}/release": {"post": op("Release the host from isolation (body: reason)")},
-        "/api/v1/hosts/{id}/kill": {"post": op("Kill a process tree (body: pid, reason)")},
 // ---- rules and policies (pushed to the agents by config_sync)
 
 #[derive(Deserialize)]
@@ -916,13 +916,53 @@ async fn set_policy(
     ok(json!({"group": group, "policy": b.policy}))
 }
 
+async fn audit(
+    core: &Core,
+    auth: &Auth,
+    action: &str,
+    target: &str,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    core.store
+        .append_audit(&AuditEntry {
+            org: auth.0.org.clone(),
+            actor: auth.0.actor.clone(),
+            action: action.into(),
+            target: target.into(),
+            reason: String::new(),
+            outcome: outcome.into(),
+            details: json!({}),
+        })
+        .await?;
+    Ok(())
+}
+
+/// The OpenAPI 3.1 document. Written as data next to the route table
+/// rather than derived (utoipa would need an annotation on every handler
+/// for the same result).
+async fn openapi() -> Json<Value> {
+    let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or bad token"}, "403": {"description": "role too low"}}});
+    let paths = json!({
+        "/api/v1/login": {"post": {"summary": "Password login; returns a bearer token valid 12 h", "responses": {"200": {"description": "token"}, "401": {"description": "wrong credentials"}}}},
+        "/api/v1/hosts": {"get": op("List hosts (facts, last seen, isolation, online)")},
+        "/api/v1/hosts/{id}": {"get": op("Host detail with recent alerts")},
+        "/api/v1/hosts/{id}/isolate": {"post": op("Isolate the host; waits for the agent's verified outcome (body: reason, wait_seconds)")},
+        "/api/v1/hosts/{id}/release": {"post": op("Release the host from isolation (body: reason)")},
+        "/api/v1/hosts/{id}/kill": {"post": op("Kill a process tree (body: pid, reason)")},
         "/api/v1/hosts/{id}/revoke": {"post": op("Revoke the agent's certificate; its stream is closed at once (admin)")},
+        "/api/v1/hosts/{id}/release-code": {"post": op("An offline release code for the host, valid this hour and the next (body: reason, purpose=release|stop; stop needs admin); 409 if the agent enrolled without a release secret")},
         "/api/v1/commands/{id}": {"get": op("A command and its outcome")},
         "/api/v1/alerts": {"get": op("Filter alerts (host, status, level, limit)")},
         "/api/v1/alerts/{id}": {"get": op("Alert detail with process tree"), "patch": op("Update status, assignee, verdict, add a comment")},
         "/api/v1/incidents": {"get": op("Incidents: alerts grouped by host and time")},
+        "/api/v1/incidents/{id}/report": {"get": op("The incident report (text/html, prints on A4): timeline, hosts, accounts, indicators, actions, CNIL breach-notification facts, who to call (query: lang=en|fr, else Accept-Language)")},
         "/api/v1/events": {"get": op("Search telemetry (host, from, to, process, user, limit)")},
         "/api/v1/audit": {"get": op("The audit log (append-only)")},
+        "/api/v1/rules": {"get": op("Uploaded Sigma rules"), "post": op("Upload a Sigma rule document (admin; body: source); 422 with problems and lines if it does not compile; the organisation's agents get it within seconds")},
+        "/api/v1/rules/validate": {"post": op("Check a Sigma rule document without keeping it (analyst; body: source)")},
+        "/api/v1/rules/{id}": {"patch": op("Enable or disable an uploaded rule (admin; body: enabled)")},
+        "/api/v1/policies": {"get": op("Each host group's response policy and the current rule and policy versions")},
+        "/api/v1/policies/{group}": {"put": op("Set a group's response policy (admin; body: policy = alert_only | kill | isolate); its agents get it within seconds")},
         "/api/v1/tokens": {"get": op("List API tokens (admin)"), "post": op("Create an API token (admin; body: name, role, expires_hours)")},
         "/api/v1/tokens/{id}": {"delete": op("Revoke an API token (admin)")},
         "/api/v1/enrollment-tokens": {"post": op("Create a one-time agent enrolment token (admin; body: expires_hours)")},
@@ -950,7 +990,6 @@ pub fn tls_acceptor(pki: &crate::pki::Pki) -> Result<tokio_rustls::TlsAcceptor> 
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(certs, key)?;
-        "/api/v1/hosts/{id}/release-code": {"post": op("An offline release code for the host, valid this hour and the next (body: reason, purpose=release|stop; stop needs admin); 409 if the agent enrolled without a release secret")},
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
@@ -958,11 +997,6 @@ pub fn tls_acceptor(pki: &crate::pki::Pki) -> Result<tokio_rustls::TlsAcceptor> 
 /// Serve the router over TLS until `stop` changes.
 pub async fn serve_https(
     listener: tokio::net::TcpListener,
-        "/api/v1/rules": {"get": op("Uploaded Sigma rules"), "post": op("Upload a Sigma rule document (admin; body: source); 422 with problems and lines if it does not compile; the organisation's agents get it within seconds")},
-        "/api/v1/rules/validate": {"post": op("Check a Sigma rule document without keeping it (analyst; body: source)")},
-        "/api/v1/rules/{id}": {"patch": op("Enable or disable an uploaded rule (admin; body: enabled)")},
-        "/api/v1/policies": {"get": op("Each host group's response policy and the current rule and policy versions")},
-        "/api/v1/policies/{group}": {"put": op("Set a group's response policy (admin; body: policy = alert_only | kill | isolate); its agents get it within seconds")},
     acceptor: tokio_rustls::TlsAcceptor,
     router: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -455,6 +455,88 @@ async fn browse(
         );
     }
 
+    // The incident's report, from the incident page: the timeline (with the
+    // isolation and release just done) and the CNIL section.
+    let incidents = m
+        .h()
+        .core
+        .store
+        .list_incidents("default", 10)
+        .await
+        .unwrap();
+    let incident = incidents[0]["id"].as_str().unwrap();
+    c.goto(&format!("{base}/console/incidents/{incident}"))
+        .await
+        .unwrap();
+    click(c, "#report-link").await;
+    let cnil = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("section#cnil h2"))
+        .await
+        .expect("the report's CNIL section");
+    assert!(
+        cnil.text()
+            .await
+            .unwrap()
+            .contains("Personal-data breach notification (CNIL, GDPR art. 33)")
+    );
+    let timeline = c
+        .find(Locator::Css("section#timeline"))
+        .await
+        .expect("the report's timeline");
+    let text = timeline.text().await.unwrap();
+    assert!(text.contains("2. Timeline"), "{text}");
+    let rows = c
+        .find_all(Locator::Css("section#timeline tr.alert"))
+        .await
+        .unwrap();
+    assert!(
+        !rows.is_empty(),
+        "the incident's alerts are in the timeline"
+    );
+    assert!(
+        text.contains("release") && text.contains("cleaned and checked"),
+        "{text}"
+    );
+    let todo = c
+        .find_all(Locator::Css("section#cnil .todo"))
+        .await
+        .unwrap();
+    assert!(!todo.is_empty(), "fields to complete are marked");
+    // The inline style sheet applies (the CSP allows it by hash): the
+    // navigation bar is styled, and hidden when printed.
+    let border = c
+        .execute(
+            "return getComputedStyle(document.querySelector('nav.no-print')).borderTopStyle",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        border,
+        json!("solid"),
+        "the report's style sheet is applied"
+    );
+    shot(c, "incident-report").await;
+    // Printed (A4, the browser's own PDF): one section per page at least.
+    let pdf = c
+        .print(
+            fantoccini::wd::PrintConfiguration::builder()
+                .size(fantoccini::wd::PrintSize::A4)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .expect("the report prints");
+    assert!(pdf.starts_with(b"%PDF"));
+    let pages = pdf
+        .windows(12)
+        .filter(|w| w.starts_with(b"/Type /Page") && w[11] != b's')
+        .count();
+    eprintln!("report printed on {pages} A4 pages");
+    assert!(pages >= 6, "{pages} printed pages for 6 sections");
+
     // Enrol a VPN user and see the QR code.
     c.goto(&format!("{base}/console/vpn-users")).await.unwrap();
     fill(c, "#vpn-name", "marie.dupont").await;

@@ -462,6 +462,271 @@ pub const TABLE: &[(&str, &str, &str)] = &[
         "Console address, for links in notifications",
         "Adresse de la console, pour les liens des notifications",
     ),
+    // incident report
+    ("report", "Incident report", "Rapport d'incident"),
+    ("rep_link", "Report", "Rapport"),
+    (
+        "rep_generated",
+        "Generated on {time} by {who}, from Vigie's database. Times are UTC.",
+        "Généré le {time} par {who}, à partir de la base de Vigie. Heures en UTC.",
+    ),
+    (
+        "rep_print_hint",
+        "To print it or save it as PDF, use the browser's Print command (Ctrl+P); this bar is not printed.",
+        "Pour l'imprimer ou l'enregistrer en PDF, utilisez la commande Imprimer du navigateur (Ctrl+P) ; ce bandeau n'est pas imprimé.",
+    ),
+    ("rep_back", "Back to the incident", "Retour à l'incident"),
+    ("rep_open", "open", "ouvert"),
+    ("rep_summary", "1. Summary", "1. Résumé"),
+    (
+        "rep_what",
+        "Vigie raised {n} alert(s) on {host} between {first} and {last}. The most serious: \u{201c}{rule}\u{201d} (level {level}).",
+        "Vigie a levé {n} alerte(s) sur {host} entre le {first} et le {last}. La plus grave : \u{ab}\u{a0}{rule}\u{a0}\u{bb} (niveau {level}).",
+    ),
+    (
+        "rep_where",
+        "Host(s) involved: {hosts}.",
+        "Machine(s) concernée(s) : {hosts}.",
+    ),
+    (
+        "rep_related_count",
+        "{n} alert(s) on other hosts of the organisation around the same time (from one hour before to one hour after) are shown as related activity: an attack on the VPN often comes before the attack on a server.",
+        "{n} alerte(s) sur d'autres machines de l'organisation à la même période (d'une heure avant à une heure après) sont montrées comme activité liée : l'attaque du VPN précède souvent celle d'un serveur.",
+    ),
+    (
+        "rep_status",
+        "Status of the incident: {status}. The host now: {isolation}.",
+        "État de l'incident : {status}. La machine maintenant : {isolation}.",
+    ),
+    ("rep_timeline", "2. Timeline", "2. Chronologie"),
+    (
+        "rep_timeline_help",
+        "Every alert of the incident and every action on the host, in time order. Rows marked \u{201c}related\u{201d} are alerts of other hosts of the organisation (such as the VPN service) from one hour before the first alert to one hour after the last.",
+        "Chaque alerte de l'incident et chaque action sur la machine, dans l'ordre chronologique. Les lignes marquées \u{ab}\u{a0}liée\u{a0}\u{bb} sont des alertes d'autres machines de l'organisation (comme le service VPN), d'une heure avant la première alerte à une heure après la dernière.",
+    ),
+    ("rep_related", "related", "liée"),
+    ("rep_entry", "Entry", "Entrée"),
+    ("rep_details", "Details", "Détails"),
+    (
+        "rep_involved",
+        "3. Hosts, accounts and indicators",
+        "3. Machines, comptes et indicateurs",
+    ),
+    ("rep_hosts", "Hosts involved", "Machines concernées"),
+    ("rep_accounts", "Accounts involved", "Comptes concernés"),
+    ("rep_account_kind", "Kind", "Type"),
+    ("rep_local_account", "local account", "compte local"),
+    ("rep_vpn_account", "VPN account", "compte VPN"),
+    ("rep_other_account", "other account", "autre compte"),
+    ("rep_seen_on", "Seen on", "Vu sur"),
+    (
+        "rep_indicators",
+        "Indicators (deduplicated)",
+        "Indicateurs (sans doublons)",
+    ),
+    (
+        "rep_executables",
+        "Executables (SHA-256)",
+        "Exécutables (SHA-256)",
+    ),
+    (
+        "rep_remote",
+        "Remote addresses and ports",
+        "Adresses et ports distants",
+    ),
+    ("rep_domains", "Domains", "Domaines"),
+    (
+        "rep_files",
+        "Files written, renamed or deleted",
+        "Fichiers écrits, renommés ou supprimés",
+    ),
+    (
+        "rep_sha_unknown",
+        "SHA-256 not recorded",
+        "SHA-256 non relevé",
+    ),
+    ("rep_actions", "4. Actions taken", "4. Actions menées"),
+    (
+        "rep_actions_help",
+        "From the audit log: who did what and why, and the outcome the agent verified.",
+        "D'après le journal d'audit : qui a fait quoi et pourquoi, et le résultat vérifié par l'agent.",
+    ),
+    (
+        "rep_cnil",
+        "5. Personal-data breach notification (CNIL, GDPR art. 33)",
+        "5. Notification de violation de données personnelles (CNIL, RGPD art. 33)",
+    ),
+    (
+        "rep_cnil_intro",
+        "The facts the CNIL's notification form asks for. Vigie pre-filled what it knows; what is marked \u{201c}To complete\u{201d} must be filled in by a person (the data controller or its DPO). A breach likely to result in a risk to people's rights and freedoms must be notified to the CNIL within 72 hours of becoming aware of it (GDPR art. 33), from the CNIL's site.",
+        "Les éléments que demande le formulaire de notification de la CNIL. Vigie a pré-rempli ce qu'il sait ; ce qui est marqué \u{ab}\u{a0}À compléter\u{a0}\u{bb} doit être renseigné par une personne (le responsable de traitement ou son DPO). Une violation susceptible d'engendrer un risque pour les droits et libertés des personnes doit être notifiée à la CNIL dans les 72 heures après en avoir pris connaissance (RGPD art. 33), depuis le site de la CNIL.",
+    ),
+    (
+        "rep_deadline",
+        "Deadline to notify the CNIL (72 hours after the first alert)",
+        "Date limite de notification à la CNIL (72 heures après la première alerte)",
+    ),
+    (
+        "rep_deadline_late",
+        "If the notification is made later, it must give the reasons for the delay.",
+        "Si la notification est faite plus tard, elle doit indiquer les raisons du retard.",
+    ),
+    ("rep_to_complete", "To complete", "À compléter"),
+    (
+        "rep_nature",
+        "Nature of the breach",
+        "Nature de la violation",
+    ),
+    (
+        "rep_confidentiality",
+        "Loss of confidentiality (data disclosed or accessed without authorisation)",
+        "Perte de confidentialité (données divulguées ou consultées sans autorisation)",
+    ),
+    (
+        "rep_integrity",
+        "Loss of integrity (data altered)",
+        "Perte d'intégrité (données modifiées)",
+    ),
+    (
+        "rep_availability",
+        "Loss of availability (data or service unavailable or destroyed)",
+        "Perte de disponibilité (données ou service indisponibles ou détruits)",
+    ),
+    (
+        "rep_yes_ransomware",
+        "Yes: ransomware behaviour was detected (files encrypted, or backups deleted).",
+        "Oui : un comportement de rançongiciel a été détecté (fichiers chiffrés, ou sauvegardes supprimées).",
+    ),
+    (
+        "rep_yes_isolated",
+        "Yes, for the services of the host Vigie isolated from the network.",
+        "Oui, pour les services de la machine que Vigie a isolée du réseau.",
+    ),
+    ("rep_to_assess", "to be assessed.", "à évaluer."),
+    (
+        "rep_circumstances",
+        "Circumstances (how it happened)",
+        "Circonstances (comment c'est arrivé)",
+    ),
+    (
+        "rep_circ_prefill",
+        "Malicious act detected by Vigie: {rules}. MITRE ATT&CK techniques: {attack}.",
+        "Acte malveillant détecté par Vigie : {rules}. Techniques MITRE ATT&CK : {attack}.",
+    ),
+    ("rep_dates", "Dates", "Dates"),
+    (
+        "rep_started",
+        "Start of the breach (at the latest: the first alert)",
+        "Début de la violation (au plus tard : la première alerte)",
+    ),
+    (
+        "rep_discovered",
+        "Discovery (first alert)",
+        "Découverte (première alerte)",
+    ),
+    ("rep_ended", "End of the breach", "Fin de la violation"),
+    (
+        "rep_persons_categories",
+        "Categories of people concerned (e.g. residents, staff, users of a service)",
+        "Catégories de personnes concernées (ex. : administrés, agents, usagers d'un service)",
+    ),
+    (
+        "rep_persons_count",
+        "Approximate number of people concerned",
+        "Nombre approximatif de personnes concernées",
+    ),
+    (
+        "rep_data_categories",
+        "Categories of personal data concerned (e.g. identity, contact details, bank details, billing data)",
+        "Catégories de données personnelles concernées (ex. : état civil, coordonnées, coordonnées bancaires, données de facturation)",
+    ),
+    (
+        "rep_records_count",
+        "Approximate number of records concerned",
+        "Nombre approximatif d'enregistrements concernés",
+    ),
+    (
+        "rep_files_touched",
+        "({n} distinct file(s) appear in the alerts: check which of them hold personal data.)",
+        "({n} fichier(s) distinct(s) apparaissent dans les alertes : vérifiez lesquels contiennent des données personnelles.)",
+    ),
+    (
+        "rep_consequences",
+        "Likely consequences for the people concerned",
+        "Conséquences probables pour les personnes concernées",
+    ),
+    (
+        "rep_conseq_availability",
+        "Services and data unavailable until restored from backups; data lost if there is no backup.",
+        "Services et données indisponibles jusqu'à la restauration des sauvegardes ; données perdues en l'absence de sauvegarde.",
+    ),
+    (
+        "rep_conseq_confidentiality",
+        "If data was taken: phishing, identity theft or fraud aimed at the people concerned.",
+        "Si des données ont été dérobées : hameçonnage, usurpation d'identité ou fraude visant les personnes concernées.",
+    ),
+    ("rep_measures_taken", "Measures taken", "Mesures prises"),
+    (
+        "rep_other_measures",
+        "Other measures taken outside Vigie",
+        "Autres mesures prises en dehors de Vigie",
+    ),
+    (
+        "rep_measures_planned",
+        "Measures planned (e.g. password resets, restoring from backups, informing the people concerned)",
+        "Mesures envisagées (ex. : réinitialisation des mots de passe, restauration des sauvegardes, information des personnes concernées)",
+    ),
+    (
+        "rep_inform",
+        "Information of the people concerned (GDPR art. 34: required when the risk to them is high)",
+        "Information des personnes concernées (RGPD art. 34 : obligatoire quand le risque pour elles est élevé)",
+    ),
+    (
+        "rep_dpo",
+        "Contact point: data protection officer (DPO) or other contact (name, e-mail, phone)",
+        "Point de contact : délégué à la protection des données (DPO) ou autre contact (nom, courriel, téléphone)",
+    ),
+    ("rep_contacts", "6. Who to call", "6. Qui contacter"),
+    (
+        "rep_call_certfr",
+        "CERT-FR (ANSSI), the national computer emergency response team: report the incident and get advice.",
+        "CERT-FR (ANSSI), le centre gouvernemental de veille, d'alerte et de réponse aux attaques informatiques : signaler l'incident et obtenir des conseils.",
+    ),
+    (
+        "rep_call_csirt",
+        "Your regional CSIRT (the region's incident response centre for local authorities and small organisations): its details are available from CERT-FR / ANSSI.",
+        "Le CSIRT de votre région (centre régional de réponse aux incidents pour les collectivités et les petites structures) : ses coordonnées sont disponibles auprès du CERT-FR / de l'ANSSI.",
+    ),
+    (
+        "rep_call_police",
+        "The police or the gendarmerie: file a complaint (bring this report and the exported evidence).",
+        "La police ou la gendarmerie : déposer plainte (apportez ce rapport et les éléments exportés).",
+    ),
+    (
+        "rep_call_cnil",
+        "The CNIL, within 72 hours, if personal data may be concerned (section 5).",
+        "La CNIL, dans les 72 heures, si des données personnelles peuvent être concernées (section 5).",
+    ),
+    (
+        "rep_call_cybermalveillance",
+        "Cybermalveillance.gouv.fr: assistance for victims and a list of certified providers near you.",
+        "Cybermalveillance.gouv.fr : assistance aux victimes et liste de prestataires labellisés près de chez vous.",
+    ),
+    (
+        "rep_complete_link",
+        "Fill in the fields marked \u{201c}To complete\u{201d}",
+        "Renseigner les champs marqués \u{ab}\u{a0}À compléter\u{a0}\u{bb}",
+    ),
+    (
+        "rep_notes_title",
+        "Breach notification: what a person completes",
+        "Notification de violation : ce qu'une personne complète",
+    ),
+    (
+        "rep_notes_help",
+        "Saved for this incident and shown in its report; every save is in the audit log.",
+        "Enregistré pour cet incident et affiché dans son rapport ; chaque enregistrement figure dans le journal d'audit.",
+    ),
 ];
 
 /// The alert in plain words: who ran what, where, and which rule it matched.
@@ -544,6 +809,7 @@ mod tests {
             include_str!("layout.rs"),
             include_str!("mod.rs"),
             include_str!("pages.rs"),
+            include_str!("report.rs"),
         ];
         let mut used = 0;
         for src in sources {

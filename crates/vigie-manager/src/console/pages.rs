@@ -30,7 +30,7 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 
 #[derive(Deserialize, Default)]
 pub struct Msg {
-    msg: Option<String>,
+    pub msg: Option<String>,
     cmd: Option<String>,
 }
 
@@ -856,7 +856,9 @@ pub async fn incident(State(st): State<ConsoleState>, ctx: Ctx, Path(id): Path<S
     let content = html! {
         p.meta { a href={ "/console/hosts/" (host_id) } { (inc["hostname"].as_str().unwrap_or(host_id)) } " · "
             (time(first)) " → " (time(inc["last_time"].as_i64().unwrap_or(0))) " · " (s(&inc, "status")) }
-        p { a.button href={ "/console/incidents/" (id) "/export" } download { (l.t("export")) } }
+        p { a.button #report-link href={ "/console/incidents/" (id) "/report" } { (l.t("rep_link")) } " "
+            a.button href={ "/console/incidents/" (id) "/export" } download { (l.t("export")) } " "
+            a href={ "/console/incidents/" (id) "/notification" } { (l.t("rep_complete_link")) } }
         h2 { (l.t("timeline")) }
         ol.timeline {
             @for (a, doc) in &alerts {
@@ -1145,8 +1147,6 @@ pub async fn settings(State(st): State<ConsoleState>, ctx: Ctx, Query(m): Query<
         .await
         .map_err(ie(l))?
         .unwrap_or_else(|| "high".into());
-    let admin = ctx.can("admin");
-    let content = html! {
     let mut text = HashMap::new();
     for k in [
         "email_to",
@@ -1170,11 +1170,13 @@ pub async fn settings(State(st): State<ConsoleState>, ctx: Ctx, Query(m): Query<
         .await
         .map_err(ie(l))?
         .unwrap_or_else(|| "low".into());
-        (flash(l, m.msg.as_deref()))
+    let admin = ctx.can("admin");
     let field = |k: &'static str, kind: &'static str| {
         html! { p { label for=(k) { (l.t(k)) } br; input id=(k) name=(k) type=(kind) size="60" value=(text[k]) disabled[!admin]; } }
     };
     let levels = ["low", "medium", "high", "critical"];
+    let content = html! {
+        (flash(l, m.msg.as_deref()))
         form method="post" action="/console/settings" {
             (csrf(&ctx))
             p { label for="retention" { (l.t("retention_days")) } br; input #retention name="retention_days" type="number" min="1" max="3650" value=(retention) disabled[!admin]; }

@@ -180,23 +180,28 @@ pub async fn incident(s: &Store, org: &str, id: &str) -> Result<Option<Value>> {
     }))
 }
 
+/// Alerts with their documents and host names; the caller adds the
+/// conditions after `org_id = $1 AND`.
+const ALERTS_WITH_DOC: &str = "SELECT a.id, a.host_id, a.time, a.rule_name, a.level, a.status, a.doc, h.hostname FROM alerts a LEFT JOIN hosts h ON h.id = a.host_id WHERE a.org_id = $1 AND ";
+
+fn alert_with_doc(r: &sqlx::any::AnyRow) -> (Value, Value) {
+    (
+        json!({"id": r.get::<String, _>(0), "host_id": r.get::<String, _>(1), "time": r.get::<i64, _>(2),
+        "rule_name": r.get::<String, _>(3), "level": r.get::<String, _>(4), "status": r.get::<String, _>(5),
+        "hostname": r.get::<Option<String>, _>(7)}),
+        serde_json::from_str(&r.get::<String, _>(6)).unwrap_or(Value::Null),
+    )
+}
+
 /// An incident's alerts, oldest first, with their documents (for export).
 pub async fn incident_alerts(s: &Store, org: &str, id: &str) -> Result<Vec<(Value, Value)>> {
-    let rows = sqlx::query("SELECT id, time, rule_name, level, status, doc FROM alerts WHERE org_id = $1 AND incident_id = $2 ORDER BY time LIMIT 1000")
+    let sql = format!("{ALERTS_WITH_DOC}a.incident_id = $2 ORDER BY a.time LIMIT 1000");
+    let rows = sqlx::query(&sql)
         .bind(org)
         .bind(id)
         .fetch_all(&s.pool)
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                json!({"id": r.get::<String, _>(0), "time": r.get::<i64, _>(1), "rule_name": r.get::<String, _>(2),
-                "level": r.get::<String, _>(3), "status": r.get::<String, _>(4)}),
-                serde_json::from_str(&r.get::<String, _>(5)).unwrap_or(Value::Null),
-            )
-        })
-        .collect())
+    Ok(rows.iter().map(alert_with_doc).collect())
 }
 
 pub async fn rules(s: &Store, org: &str) -> Result<Vec<Value>> {
@@ -270,6 +275,114 @@ pub async fn set_setting(s: &Store, org: &str, name: &str, value: &str) -> Resul
         .bind(org)
         .bind(name)
         .bind(value)
+        .execute(&s.pool)
+        .await?;
+    Ok(())
+}
+
+/// Alerts of the organisation on other hosts than `host` between two times
+/// (the incident report's "related activity": the VPN service records its
+/// alerts under its own host), oldest first, with their documents.
+pub async fn related_alerts(
+    s: &Store,
+    org: &str,
+    host: &str,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<(Value, Value)>> {
+    let sql = format!(
+        "{ALERTS_WITH_DOC}a.host_id <> $2 AND a.time >= $3 AND a.time <= $4 ORDER BY a.time LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(org)
+        .bind(host)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&s.pool)
+        .await?;
+    Ok(rows.iter().map(alert_with_doc).collect())
+}
+
+/// Audit entries about an incident since a time, oldest first: actions on
+/// its host (manual ones target the host; the agent's automatic ones are
+/// recorded with the agent as actor), triage of its alerts, and changes to
+/// the incident itself.
+pub async fn incident_audit(
+    s: &Store,
+    org: &str,
+    incident: &str,
+    host: &str,
+    since: i64,
+) -> Result<Vec<Value>> {
+    let agent = format!(
+        "agent:{}/%",
+        host.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows = sqlx::query("SELECT time, actor, action, target, reason, outcome, details FROM audit WHERE org_id = $1 AND time >= $2 AND (target = $3 OR target = $4 OR actor LIKE $5 ESCAPE '\\' OR target IN (SELECT id FROM alerts WHERE org_id = $1 AND incident_id = $4)) ORDER BY time, id LIMIT 1000")
+        .bind(org)
+        .bind(since)
+        .bind(host)
+        .bind(incident)
+        .bind(&agent)
+        .fetch_all(&s.pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            json!({"time": r.get::<i64, _>(0), "actor": r.get::<String, _>(1), "action": r.get::<String, _>(2),
+            "target": r.get::<String, _>(3), "reason": r.get::<String, _>(4), "outcome": r.get::<String, _>(5),
+            "details": serde_json::from_str::<Value>(&r.get::<String, _>(6)).unwrap_or(Value::Null)})
+        })
+        .collect())
+}
+
+/// What a person filled in for an incident's breach notification.
+pub async fn incident_notes(
+    s: &Store,
+    org: &str,
+    incident: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let rows = sqlx::query(
+        "SELECT field, value FROM incident_notes WHERE org_id = $1 AND incident_id = $2",
+    )
+    .bind(org)
+    .bind(incident)
+    .fetch_all(&s.pool)
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Save one filled-in field (an empty value removes it).
+pub async fn set_incident_note(
+    s: &Store,
+    org: &str,
+    incident: &str,
+    field: &str,
+    value: &str,
+    by: &str,
+) -> Result<()> {
+    if value.is_empty() {
+        sqlx::query(
+            "DELETE FROM incident_notes WHERE org_id = $1 AND incident_id = $2 AND field = $3",
+        )
+        .bind(org)
+        .bind(incident)
+        .bind(field)
+        .execute(&s.pool)
+        .await?;
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO incident_notes (org_id, incident_id, field, value, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, incident_id, field) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at")
+        .bind(org)
+        .bind(incident)
+        .bind(field)
+        .bind(value)
+        .bind(by)
+        .bind(now_ms())
         .execute(&s.pool)
         .await?;
     Ok(())
