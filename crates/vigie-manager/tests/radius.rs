@@ -243,3 +243,69 @@ async fn radius_listen_bind_failure_stops_the_start() {
         "{err}"
     );
 }
+
+/// Two managers on one PostgreSQL database: each stores the requests it
+/// answered, once; none stores the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_managers_record_each_request_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pg = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let db = Db::Postgres(pg);
+    let listen = |c: &mut vigie_manager::Config| {
+        c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+    };
+    let m1 = start_manager_with(&db, listen).await;
+    let (addr1, secrets) = setup(&m1, &[("alice", "alice pw")]).await;
+    // The second manager: same database, same key file, its own folder.
+    let data2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data2.path().join("keys")).unwrap();
+    std::fs::copy(
+        m1.data.path().join("keys/mfa.key"),
+        data2.path().join("keys/mfa.key"),
+    )
+    .unwrap();
+    let mut config = vigie_manager::Config::new(data2.path());
+    config.database_url = db.url();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.agent_listen = "127.0.0.1:0".parse().unwrap();
+    listen(&mut config);
+    let m2 = vigie_manager::Manager::start(config).await.unwrap();
+    let addr2 = m2.radius.as_ref().unwrap().udp[0];
+
+    // Four failures: a fifth would lock the account.
+    for (i, addr) in [addr1, addr1, addr2, addr2].into_iter().enumerate() {
+        let out = radclient(addr, req("alice", &format!("wrong{i}123456"), "192.0.2.7")).await;
+        assert!(rejected(&out), "{out}");
+    }
+    let code = oathtool(&secrets[0], 0);
+    let out = radclient(addr2, req("alice", &format!("alice pw{code}"), "192.0.2.7")).await;
+    assert!(accepted(&out), "{out}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c1 = &m1.h().core.counters;
+    let c2 = &m2.core.counters;
+    while c1.radius_events.load(Relaxed) + c2.radius_events.load(Relaxed) < 5
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (
+            c1.radius_events.load(Relaxed),
+            c2.radius_events.load(Relaxed)
+        ),
+        (2, 3)
+    );
+    let (_, body) = m1
+        .get("/api/v1/events?user=alice&limit=100", Some(&m1.admin_token))
+        .await;
+    let events = body["events"].as_array().unwrap();
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((events.len(), ids.len()), (5, 5), "{events:#?}");
+    m2.shutdown().await;
+}
