@@ -44,6 +44,8 @@ pub const MAX_NOTE: usize = 4000;
 /// several lines).
 pub const FIELDS: &[(&str, &str, bool)] = &[
     ("confidentiality", "rep_confidentiality", true),
+    ("integrity", "rep_integrity", true),
+    ("availability", "rep_availability", true),
     ("breach_end", "rep_ended", false),
     ("persons_categories", "rep_persons_categories", true),
     ("persons_count", "rep_persons_count", false),
@@ -400,6 +402,20 @@ fn todo(l: Lang, r: &Report, field: &str, hint: Option<&str>) -> Markup {
     }
 }
 
+/// One side of the breach's nature: what Vigie knows, then what a person
+/// wrote; when Vigie knows nothing, "to be assessed" and the mark.
+fn assessed(l: Lang, r: &Report, field: &str, known: &[&'static str]) -> Markup {
+    html! {
+        @for k in known { span.known { (l.t(k)) } " " }
+        @if known.is_empty() && !r.notes.contains_key(field) { span.known { (l.t("rep_to_assess")) } " " }
+        @if known.is_empty() {
+            (todo(l, r, field, None))
+        } @else if let Some(v) = r.notes.get(field) {
+            span.filled { (v) }
+        }
+    }
+}
+
 fn status_label(l: Lang, status: &str) -> String {
     match status {
         "open" => l.t("rep_open").to_string(),
@@ -618,13 +634,14 @@ pub fn render(l: Lang, r: &Report) -> String {
                         dt #cnil-nature { (l.t("rep_nature")) }
                         dd {
                             ul {
-                                li { strong { (l.t("rep_confidentiality")) } ": " span.known { (l.t("rep_to_assess")) } " " (todo(l, r, "confidentiality", None)) }
-                                li { strong { (l.t("rep_integrity")) } ": "
-                                    @if ransomware { span.known { (l.t("rep_yes_ransomware")) } } @else { span.known { (l.t("rep_to_assess")) } } }
-                                li { strong { (l.t("rep_availability")) } ": "
-                                    @if ransomware { span.known { (l.t("rep_yes_ransomware")) } " " }
-                                    @if isolated_ever { span.known { (l.t("rep_yes_isolated")) } }
-                                    @if !ransomware && !isolated_ever { span.known { (l.t("rep_to_assess")) } } }
+                                li { strong { (l.t("rep_confidentiality")) } ": " (assessed(l, r, "confidentiality", &[])) }
+                                li { strong { (l.t("rep_integrity")) } ": " (assessed(l, r, "integrity", if ransomware { &["rep_yes_ransomware"] } else { &[] })) }
+                                li { strong { (l.t("rep_availability")) } ": " (assessed(l, r, "availability", match (ransomware, isolated_ever) {
+                                    (true, true) => &["rep_yes_ransomware", "rep_yes_isolated"],
+                                    (true, false) => &["rep_yes_ransomware"],
+                                    (false, true) => &["rep_yes_isolated"],
+                                    (false, false) => &[],
+                                })) }
                             }
                         }
                         dt #cnil-circumstances { (l.t("rep_circumstances")) }
@@ -1069,10 +1086,11 @@ mod tests {
                 assert!(html.contains(&text), "{name} in {l:?}");
             }
             let todo = maud::html! { (l.t("rep_to_complete")) }.into_string();
+            // Integrity and availability are known here (ransomware, isolation).
             assert_eq!(
                 html.matches(&format!("<strong class=\"todo\">☐ {todo}</strong>"))
                     .count(),
-                FIELDS.len(),
+                FIELDS.len() - 2,
                 "{l:?}"
             );
             // The deadline: 72 hours after the first alert.
@@ -1170,7 +1188,32 @@ mod tests {
         assert!(html.contains("about 12 000 &lt;residents&gt;"));
         assert_eq!(
             html.matches("<strong class=\"todo\">").count(),
-            FIELDS.len() - 2
+            FIELDS.len() - 4
+        );
+    }
+
+    #[test]
+    fn without_ransomware_or_isolation_the_nature_is_left_to_a_person() {
+        let mut r = sample();
+        r.alerts.truncate(1); // no ransomware alert
+        r.audit.clear(); // no action
+        let html = render(Lang::En, &r);
+        let cnil = &html[html.find("id=\"cnil\"").unwrap()..html.find("id=\"contacts\"").unwrap()];
+        assert!(!cnil.contains("Yes:"), "nothing pre-filled as known");
+        assert_eq!(cnil.matches("to be assessed.").count(), 3);
+        assert_eq!(
+            cnil.matches("<strong class=\"todo\">").count(),
+            FIELDS.len()
+        );
+        // What a person assessed replaces the mark.
+        r.notes
+            .insert("confidentiality".into(), "No sign of exfiltration".into());
+        let html = render(Lang::En, &r);
+        assert!(html.contains("<span class=\"filled\">No sign of exfiltration</span>"));
+        assert_eq!(html.matches("to be assessed.").count(), 2);
+        assert_eq!(
+            html.matches("<strong class=\"todo\">").count(),
+            FIELDS.len() - 1
         );
     }
 
