@@ -12,7 +12,7 @@ use vigie_event::{
 };
 
 use crate::content::ContentSampler;
-use crate::process::{Clock, HashCache, ProcessTable, entity_id, hash_of};
+use crate::process::{Clock, HashCache, ProcessTable, entity_id, hash_of, netns_of};
 use crate::raw::*;
 use crate::syscalls::{self, Family, Spec};
 
@@ -26,6 +26,10 @@ pub(crate) struct Decoder {
     specs: HashMap<u32, Spec>,
     /// Entropy and magic of written/renamed files (None: disabled).
     content: Option<ContentSampler>,
+    /// Only events of this network namespace (inode) are handed on; the
+    /// process table still follows every process (ancestry crosses
+    /// namespaces: `ip netns exec` starts from the root one).
+    scope: Option<u32>,
 }
 
 fn s(b: &[u8]) -> String {
@@ -62,7 +66,34 @@ impl Decoder {
                 .map(|s| (s.nr, s))
                 .collect(),
             content: None,
+            scope: None,
         }
+    }
+
+    /// Hands on only the events of network namespace `netns` (None: all).
+    pub fn with_scope(mut self, netns: Option<u32>) -> Self {
+        self.scope = netns;
+        self
+    }
+
+    /// Whether the record's process is in the scope: the namespace the
+    /// kernel read at the event, else (no nsproxy: an exiting task) the one
+    /// the table recorded at fork, exec or seed, else /proc. Unknown is out:
+    /// no other host's event may reach detection and response.
+    fn in_scope(&self, h: &Header) -> bool {
+        let Some(want) = self.scope else {
+            return true;
+        };
+        let ns = if h.netns != 0 {
+            Some(h.netns)
+        } else {
+            let ticks = self.clock.ticks(h.start_boot_ns);
+            self.table
+                .get(h.tgid, ticks)
+                .and_then(|p| p.vigie.netns)
+                .or_else(|| netns_of(h.tgid))
+        };
+        ns == Some(want)
     }
 
     /// Samples the content of written and renamed files (entropy, magic).
@@ -127,6 +158,9 @@ impl Decoder {
         p.vigie.ppid = Some(h.ppid);
         p.vigie.login_uid = (h.loginuid != u32::MAX).then_some(h.loginuid);
         p.thread = (h.pid != h.tgid).then_some(vigie_event::Thread { id: h.pid });
+        if h.netns != 0 {
+            p.vigie.netns = Some(h.netns);
+        }
     }
 
     fn attach_ancestry(&self, p: &mut Process, h: &Header) {
@@ -144,10 +178,13 @@ impl Decoder {
     pub fn decode(&mut self, data: &[u8]) -> Result<Option<Event>, Malformed> {
         let rec = parse(data)?;
         let h = rec.hdr.clone();
+        let keep = self.in_scope(&h);
         let ev = match h.kind {
-            EV_EXEC => Some(self.exec(&rec)),
-            EV_FORK => Some(self.fork(&h)),
-            EV_EXIT => Some(self.exit(&h)),
+            // Out of scope, the process table still learns from these.
+            EV_EXEC => Some(self.exec(&rec, keep)).filter(|_| keep),
+            EV_FORK => Some(self.fork(&h)).filter(|_| keep),
+            EV_EXIT => Some(self.exit(&h)).filter(|_| keep),
+            _ if !keep => None,
             EV_WRITE_CLOSE => {
                 let path = rec.path(F_FD_COMP).unwrap_or_default();
                 let mut f = File::at(s(&path));
@@ -166,7 +203,9 @@ impl Decoder {
         Ok(ev)
     }
 
-    fn exec(&mut self, rec: &Record) -> Event {
+    /// `hash`: hash the executable (not for out-of-scope processes, whose
+    /// exec only feeds the table).
+    fn exec(&mut self, rec: &Record, hash: bool) -> Event {
         let h = &rec.hdr;
         let ticks = self.clock.ticks(h.start_boot_ns);
         let argv = rec.field(F_ARGV).unwrap_or_default();
@@ -208,20 +247,25 @@ impl Decoder {
                 .is_ok()
                 && &head == b"#!"
         };
-        let (executable, interpreter, hash) = if is_script {
-            let hash = self.hashes.sha256(
+        let (executable, interpreter) = if is_script {
+            (s(&script_path), Some(exe_s.clone()))
+        } else {
+            (exe_s.clone(), None)
+        };
+        let hash = if !hash {
+            None
+        } else if is_script {
+            self.hashes.sha256(
                 Path::new(std::ffi::OsStr::from_bytes_compat(&script_path)),
                 None,
                 None,
-            );
-            (s(&script_path), Some(exe_s.clone()), hash)
+            )
         } else {
-            let hash = self.hashes.sha256(
+            self.hashes.sha256(
                 Path::new(std::ffi::OsStr::from_bytes_compat(&exe)),
                 Some(Path::new(&proc_exe)),
                 meta.map(|_| (dev, ino)),
-            );
-            (exe_s.clone(), None, hash)
+            )
         };
         let cgroup = rec.cstr(F_CGROUP).map(s).filter(|c| !c.is_empty());
         let mut p = Process {

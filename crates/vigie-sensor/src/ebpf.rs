@@ -44,13 +44,14 @@ fn ensure_tracefs() {
 /// Runs the eBPF sensor until `stop`; `ready` gets the load result.
 pub(crate) fn run(
     cfg: SensorConfig,
+    netns: Option<u32>,
     host: Host,
     tx: SyncSender<Event>,
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) -> Result<()> {
     let mut storage = MaybeUninit::uninit();
-    let loaded = load(&cfg, &mut storage);
+    let loaded = load(&cfg, netns, &mut storage);
     let (skel, _links, missing) = match loaded {
         Ok(x) => x,
         Err(e) => {
@@ -59,13 +60,14 @@ pub(crate) fn run(
             anyhow::bail!(msg);
         }
     };
-    pump(cfg, host, tx, stop, skel, missing, ready)
+    pump(cfg, netns, host, tx, stop, skel, missing, ready)
 }
 
 type Loaded<'a> = (crate::skel::VigieSkel<'a>, Vec<Link>, Vec<String>);
 
 fn load<'a>(
     cfg: &SensorConfig,
+    netns: Option<u32>,
     storage: &'a mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> Result<Loaded<'a>> {
     ensure_tracefs();
@@ -85,6 +87,9 @@ fn load<'a>(
     c[0..4].copy_from_slice(&cfg.arg_max.clamp(64, 4095).to_ne_bytes());
     c[4..8].copy_from_slice(&std::process::id().to_ne_bytes());
     c[8..12].copy_from_slice(&u32::from(cfg.ignore_self).to_ne_bytes());
+    // Other namespaces' syscalls are dropped in the kernel (exec/fork/exit
+    // still come up for the process table).
+    c[12..16].copy_from_slice(&netns.unwrap_or(0).to_ne_bytes());
     skel.maps
         .cfg
         .update(&0u32.to_ne_bytes(), &c, MapFlags::ANY)?;
@@ -167,8 +172,10 @@ fn load<'a>(
     Ok((skel, links, missing))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pump(
     cfg: SensorConfig,
+    netns: Option<u32>,
     host: Host,
     tx: SyncSender<Event>,
     stop: Arc<AtomicBool>,
@@ -178,7 +185,8 @@ fn pump(
 ) -> Result<()> {
     let decoder = Rc::new(RefCell::new(
         Decoder::new(host.clone(), cfg.max_hash_mb * 1024 * 1024)
-            .with_content_sampling(cfg.content_sampling),
+            .with_content_sampling(cfg.content_sampling)
+            .with_scope(netns),
     ));
     // Seed after attaching: a process started in between is seen by both.
     {
@@ -188,11 +196,18 @@ fn pump(
         let mut counters = BTreeMap::new();
         counters.insert("processes_seeded".into(), d.table.len() as u64);
         counters.insert("tracepoints_missing".into(), missing.len() as u64);
+        let msg = match netns {
+            Some(ns) => {
+                counters.insert("scope_netns".into(), ns.into());
+                format!("eBPF sensor started (scope: network namespace net:[{ns}])")
+            }
+            None => "eBPF sensor started".into(),
+        };
         let _ = tx.send(health(
             &host,
             "ebpf",
             HealthAction::SensorStart,
-            "eBPF sensor started".into(),
+            msg,
             counters,
         ));
     }

@@ -3,12 +3,15 @@
 //! fanotify `FAN_CLOSE_WRITE` on the root mount (notification only: no
 //! permission events, so it can never block the host). Details of an exec
 //! come from /proc and may be missing for processes that exit at once.
+//! With a network-namespace scope, each process's namespace is read from
+//! /proc/PID/ns/net: best effort (a process gone before we look is not
+//! reported).
 //!
 //! Hand-written over libc: no maintained crate covers the proc connector,
 //! and the fanotify part is a dozen lines.
 
 use std::collections::BTreeMap;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -21,7 +24,7 @@ use vigie_event::{
 };
 
 use crate::content::ContentSampler;
-use crate::process::{Clock, ProcessTable, entity_id};
+use crate::process::{Clock, ProcessTable, entity_id, netns_at, netns_of};
 use crate::raw::bytes_to_string;
 use crate::{SensorConfig, health};
 
@@ -31,6 +34,60 @@ const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_EVENT_FORK: u32 = 0x1;
 const PROC_EVENT_EXEC: u32 = 0x2;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+
+/// The proc connector answers only in the initial network namespace
+/// (elsewhere its listen request is refused): an agent started in another
+/// one (`ip netns exec`) opens its socket from a thread that entered the
+/// initial one; the socket stays there, the rest of the agent does not
+/// move. Candidates: the process's main thread, pid 1 (not always readable,
+/// e.g. in a sandbox), then the ancestors, which started `ip netns exec`.
+fn proc_socket_in_init_netns() -> Result<i32> {
+    let here = match proc_socket() {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut candidates = vec!["/proc/self/ns/net".to_string(), "/proc/1/ns/net".into()];
+    let mut pid = std::os::unix::process::parent_id();
+    while pid > 1 && candidates.len() < 34 {
+        candidates.push(format!("/proc/{pid}/ns/net"));
+        pid = parent_of(pid).unwrap_or(0);
+    }
+    let mut tried = vec![netns_at("/proc/thread-self/ns/net")];
+    for path in candidates {
+        let ns = netns_at(&path);
+        if ns.is_none() || tried.contains(&ns) {
+            continue;
+        }
+        tried.push(ns);
+        let opened = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+            // SAFETY: a valid namespace fd; only this short-lived thread moves.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns {path}: {}", std::io::Error::last_os_error());
+            }
+            proc_socket()
+        })
+        .join();
+        if let Ok(Ok(fd)) = opened {
+            return Ok(fd);
+        }
+    }
+    Err(here.context(
+        "the proc connector answers only in the initial network namespace, \
+         and no process leading there could be entered",
+    ))
+}
+
+/// Parent pid from /proc/PID/stat (comm may hold ')': fields follow the last).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
 
 fn proc_socket() -> Result<i32> {
     // SAFETY: plain syscalls on values we own; errors are checked.
@@ -98,14 +155,20 @@ fn fanotify_fd() -> Result<i32> {
         if fd < 0 {
             bail!("fanotify_init: {}", std::io::Error::last_os_error());
         }
-        if libc::fanotify_mark(
-            fd,
-            libc::FAN_MARK_ADD | libc::FAN_MARK_MOUNT,
-            libc::FAN_CLOSE_WRITE,
-            libc::AT_FDCWD,
-            c"/".as_ptr(),
-        ) < 0
-        {
+        // The root filesystem as a whole, whatever mount (namespace) the
+        // writer goes through: `ip netns exec`, containers and services
+        // with private mounts each have their own copy of "/". Kernels
+        // before 4.20 only know mount marks.
+        let mark = |how| {
+            libc::fanotify_mark(
+                fd,
+                libc::FAN_MARK_ADD | how,
+                libc::FAN_CLOSE_WRITE,
+                libc::AT_FDCWD,
+                c"/".as_ptr(),
+            )
+        };
+        if mark(libc::FAN_MARK_FILESYSTEM) < 0 && mark(libc::FAN_MARK_MOUNT) < 0 {
             let e = std::io::Error::last_os_error();
             libc::close(fd);
             bail!("fanotify_mark /: {e}");
@@ -120,12 +183,15 @@ fn u32_at(b: &[u8], o: usize) -> Option<u32> {
 
 pub(crate) fn start(
     cfg: SensorConfig,
+    netns: Option<u32>,
     host: Host,
     tx: SyncSender<Event>,
     stop: Arc<AtomicBool>,
     why: String,
 ) -> Result<JoinHandle<Result<()>>> {
-    let nl = proc_socket().context("fallback sensor")?;
+    let nl = proc_socket_in_init_netns().context("fallback sensor")?;
+    // Out of scope: another namespace, or one we could not read (gone).
+    let in_scope = move |ns: Option<u32>| netns.is_none() || ns == netns;
     let fan = if cfg.file_events {
         Some(fanotify_fd().context("fallback sensor")?)
     } else {
@@ -177,7 +243,9 @@ pub(crate) fn start(
                             let own = ignore_self && pid == me;
                             let noise =
                                 cfg.noise_paths.iter().any(|p| path.starts_with(p.as_str()));
-                            if !own && !noise {
+                            // Checked first: no /proc reads for other hosts.
+                            let scoped = netns.is_none() || in_scope(netns_of(pid as u32));
+                            if !own && !noise && scoped {
                                 let process = table
                                     .read_proc(pid as u32, &clock)
                                     .map(|(p, _, _)| p)
@@ -276,7 +344,7 @@ pub(crate) fn start(
                     }
                     _ => None,
                 };
-                if let Some((action, process)) = out {
+                if let Some((action, process)) = out.filter(|(_, p)| in_scope(p.vigie.netns)) {
                     let e = Event::new(
                         chrono::Utc::now(),
                         host.clone(),

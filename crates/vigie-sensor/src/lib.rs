@@ -12,9 +12,13 @@
 //! * A fallback sensor (netlink proc connector + fanotify) runs when eBPF
 //!   cannot load, reported as degraded mode.
 //!
+//! * A scope ([`Scope`]): the whole machine, or only the processes of the
+//!   sensor's own network namespace (namespace inode read in the kernel per
+//!   event, `process.vigie.netns`).
+//!
 //! Main types: [`SensorConfig`] (TOML-friendly settings), [`Sensor`] (a
 //! running sensor; events arrive on the channel given to [`Sensor::start`]),
-//! [`SensorMode`].
+//! [`SensorMode`], [`Scope`].
 
 mod content;
 mod decode;
@@ -72,7 +76,9 @@ pub struct SensorConfig {
     /// Bytes of argv copied per exec (64..4095); longer argv is cut and
     /// flagged `process.vigie.args_truncated`.
     pub arg_max: u32,
-    /// Ring buffer size in MiB (rounded up to a power of two).
+    /// Ring buffer size in MiB (rounded up to a power of two). It counts
+    /// twice in the agent's RSS (the data pages are mapped twice so records
+    /// never wrap); 8 MiB holds about 20,000 exec events.
     pub ring_buffer_mb: u32,
     /// File events (create, write-close, rename, delete, chmod, chown, truncate).
     pub file_events: bool,
@@ -102,13 +108,43 @@ pub struct SensorConfig {
     /// When eBPF cannot load, run the fallback sensor (degraded mode)
     /// instead of failing.
     pub fallback_on_failure: bool,
+    /// Which processes are watched: the whole machine, or only those in the
+    /// sensor's own network namespace.
+    pub scope: Scope,
+}
+
+/// Which processes the sensor reports (`[sensor] scope`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every process of the machine.
+    #[default]
+    Host,
+    /// Only processes whose network namespace is the one the sensor was
+    /// started in (`/proc/thread-self/ns/net` of the thread calling
+    /// [`Sensor::start`]; for the agent, its own): one agent per simulated
+    /// host (`ip netns exec`) or per container. The process table still
+    /// follows every process, so ancestry crosses namespaces.
+    Netns,
+}
+
+impl Scope {
+    /// The network namespace inode to keep (None: everything).
+    fn netns(self) -> Result<Option<u32>> {
+        match self {
+            Scope::Host => Ok(None),
+            Scope::Netns => process::netns_at("/proc/thread-self/ns/net")
+                .map(Some)
+                .context("scope = \"netns\": cannot read /proc/thread-self/ns/net"),
+        }
+    }
 }
 
 impl Default for SensorConfig {
     fn default() -> Self {
         SensorConfig {
             arg_max: 4095,
-            ring_buffer_mb: 16,
+            ring_buffer_mb: 8,
             file_events: true,
             network_events: true,
             dns_events: true,
@@ -119,6 +155,7 @@ impl Default for SensorConfig {
             content_sampling: true,
             force_fallback: false,
             fallback_on_failure: true,
+            scope: Scope::Host,
         }
     }
 }
@@ -166,13 +203,15 @@ impl Sensor {
     /// counted and reported). Returns once the probes are attached.
     pub fn start(cfg: SensorConfig, tx: SyncSender<Event>) -> Result<Sensor> {
         let host = host();
+        // Resolved here, on the caller's thread: its namespace is the scope.
+        let netns = cfg.scope.netns()?;
         if !cfg.force_fallback {
             let stop = Arc::new(AtomicBool::new(false));
             let (ready_tx, ready_rx) = mpsc::channel();
             let (c, h, t, s) = (cfg.clone(), host.clone(), tx.clone(), stop.clone());
             let thread = std::thread::Builder::new()
                 .name("vigie-sensor".into())
-                .spawn(move || ebpf::run(c, h, t, s, ready_tx))
+                .spawn(move || ebpf::run(c, netns, h, t, s, ready_tx))
                 .context("spawn sensor thread")?;
             match ready_rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(Ok(())) => {
@@ -190,7 +229,7 @@ impl Sensor {
                     tracing::warn!(
                         "eBPF sensor failed to start ({e:#}): running the fallback sensor"
                     );
-                    return Self::start_fallback(cfg, tx, host, format!("{e:#}"));
+                    return Self::start_fallback(cfg, netns, tx, host, format!("{e:#}"));
                 }
                 Err(_) => {
                     stop.store(true, Ordering::Relaxed);
@@ -198,17 +237,18 @@ impl Sensor {
                 }
             }
         }
-        Self::start_fallback(cfg, tx, host, "forced by configuration".into())
+        Self::start_fallback(cfg, netns, tx, host, "forced by configuration".into())
     }
 
     fn start_fallback(
         cfg: SensorConfig,
+        netns: Option<u32>,
         tx: SyncSender<Event>,
         host: Host,
         why: String,
     ) -> Result<Sensor> {
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = fallback::start(cfg, host, tx, stop.clone(), why)?;
+        let thread = fallback::start(cfg, netns, host, tx, stop.clone(), why)?;
         Ok(Sensor {
             stop,
             thread: Some(thread),

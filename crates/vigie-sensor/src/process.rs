@@ -67,6 +67,18 @@ impl Clock {
     }
 }
 
+/// Inode of the network namespace at `path` (`/proc/PID/ns/net`, the
+/// `N` of `net:[N]`); None if the process is gone.
+pub(crate) fn netns_at(path: &str) -> Option<u32> {
+    fs::metadata(path).ok().map(|m| m.ino() as u32)
+}
+
+/// Inode of a process's network namespace, from /proc (racy for processes
+/// that may exit; the eBPF sensor reads it in the kernel instead).
+pub(crate) fn netns_of(pid: u32) -> Option<u32> {
+    netns_at(&format!("/proc/{pid}/ns/net"))
+}
+
 pub(crate) fn entity_id(pid: u32, start_ticks: u64) -> String {
     format!("{pid}-{start_ticks}")
 }
@@ -220,6 +232,7 @@ impl ProcessTable {
         }
         p.vigie.ppid = Some(ppid);
         p.vigie.login_uid = login_uid;
+        p.vigie.netns = netns_of(pid);
         Some((p, ticks, ppid))
     }
 

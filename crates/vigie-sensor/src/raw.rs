@@ -25,7 +25,7 @@ pub(crate) const F_BPF_ATTR: u16 = 17;
 
 pub(crate) const EVF_ARGV_TRUNC: u32 = 1;
 
-const HDR_LEN: usize = 152;
+const HDR_LEN: usize = 160;
 
 /// `gid` and `cgroup_id` are decoded for completeness (not used yet).
 #[allow(dead_code)]
@@ -49,6 +49,9 @@ pub(crate) struct Header {
     pub nr: u32,
     pub flags: u32,
     pub args: [u64; 6],
+    /// Inode of the task's network namespace; 0 when the kernel could not
+    /// tell (an exiting task without nsproxy).
+    pub netns: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +100,7 @@ pub(crate) fn parse(b: &[u8]) -> Result<Record<'_>, Malformed> {
         nr: u32_at(b, 96),
         flags: u32_at(b, 100),
         args,
+        netns: u32_at(b, 152),
     };
     let size = (u32_at(b, 4) as usize).min(b.len());
     let mut fields = Vec::new();

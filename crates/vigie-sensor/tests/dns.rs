@@ -4,51 +4,21 @@
 mod common;
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::Duration;
 
-use common::Harness;
+use common::{Harness, Netns};
 use simple_dns::rdata::{A, RData};
 use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, ResourceRecord, TYPE};
 use vigie_event::Payload;
 
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("vigie-dns-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip netns add");
-        let ns = Netns(name);
-        let ok = Command::new("ip")
-            .args(["-n", &ns.0, "link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn dns_query_and_answer_in_a_namespace_are_linked_to_the_process() {
-    let ns = Netns::new();
+    let ns = Netns::new("dns");
     let mut h = Harness::start(common::cfg());
-    let path = format!("/run/netns/{}", ns.0);
+    let name = ns.0.clone();
     let tid = std::thread::spawn(move || {
         // This thread only: move into the namespace.
-        let f = std::fs::File::open(&path).unwrap();
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        common::enter_netns(&name);
         let server = UdpSocket::bind("127.0.0.1:53").unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client

@@ -73,6 +73,8 @@ struct ev_hdr {
 	u32 nr;
 	u32 flags;		/* EVF_* */
 	u64 args[6];
+	u32 netns;		/* network namespace inode; 0: unknown (no nsproxy) */
+	u32 pad;
 };
 
 #define EVF_ARGV_TRUNC 1
@@ -148,7 +150,7 @@ struct config {
 	u32 arg_max;
 	u32 self_tgid;
 	u32 ignore_self;
-	u32 pad;
+	u32 netns_scope;	/* only this network namespace (inode); 0: all */
 };
 
 struct {
@@ -243,6 +245,24 @@ static __always_inline struct config *get_cfg(void)
 	return bpf_map_lookup_elem(&cfg, &zero);
 }
 
+/* The inode of the task's network namespace; 0 when it has no nsproxy
+ * (a task past exit_task_namespaces): user space then asks its table. */
+static __always_inline u32 task_netns(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+}
+
+/* Scope filter for everything but exec/fork/exit (those always go up: the
+ * process table needs out-of-scope ancestors; user space drops their
+ * events). An unknown namespace is left to user space. */
+static __always_inline bool out_of_scope(struct config *c, struct task_struct *task)
+{
+	if (!c || !c->netns_scope)
+		return false;
+	u32 ns = task_netns(task);
+	return ns && ns != c->netns_scope;
+}
+
 static __always_inline void fill_hdr(struct ev_hdr *h, struct task_struct *task, u32 kind)
 {
 	h->kind = kind;
@@ -262,6 +282,8 @@ static __always_inline void fill_hdr(struct ev_hdr *h, struct task_struct *task,
 	h->ret = 0;
 	h->nr = 0;
 	h->flags = 0;
+	h->netns = task_netns(task);
+	h->pad = 0;
 }
 
 /* Bound an offset for the verifier. The asm keeps clang from dropping a
@@ -584,6 +606,9 @@ int handle_close(struct trace_event_raw_sys_enter *ctx)
 	if (writes == 0)
 		return 0;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	/* A session opened in scope, then setns() elsewhere. */
+	if (out_of_scope(get_cfg(), task))
+		return 0;
 	u8 *buf = get_scratch();
 	if (!buf)
 		return 0;
@@ -636,6 +661,10 @@ int handle_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	}
 	u64 id = bpf_get_current_pid_tgid();
 	if (is_muted(id >> 32))
+		return 0;
+	/* Other namespaces' syscalls never take a pending slot, a write
+	 * session or a ring-buffer record. */
+	if (out_of_scope(get_cfg(), (struct task_struct *)bpf_get_current_task()))
 		return 0;
 	bpf_map_update_elem(&pendings, &id, &p, BPF_ANY);
 	return 0;

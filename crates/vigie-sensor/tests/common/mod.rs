@@ -2,6 +2,9 @@
 //! wait for events matching a predicate.
 #![allow(dead_code)]
 
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -86,4 +89,78 @@ pub fn cfg() -> SensorConfig {
 
 pub fn is_exec_of(e: &Event, pid: u32) -> bool {
     matches!(&e.payload, Payload::Process(p) if p.action == vigie_event::ProcessAction::Exec && p.process.pid == pid)
+}
+
+/// A network namespace `vigie-<tag>-<pid>` with loopback up, deleted on
+/// drop (also when the test panics).
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("vigie-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip netns add {name}");
+        let ns = Netns(name);
+        let ok = Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        ns
+    }
+
+    /// The namespace's inode (`net:[N]` of its processes).
+    pub fn inode(&self) -> u32 {
+        std::fs::metadata(format!("/run/netns/{}", self.0))
+            .unwrap()
+            .ino() as u32
+    }
+
+    /// Moves the calling thread (only) into the namespace.
+    pub fn enter(&self) {
+        enter_netns(&self.0);
+    }
+}
+
+/// `sh -c SCRIPT` in namespace `ns` (with `ip netns exec`; None: the root
+/// namespace), input and output to /dev/null.
+pub fn sh_command(ns: Option<&Netns>, script: &str) -> Command {
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.0, "sh", "-c", script]);
+            c
+        }
+        None => {
+            let mut c = Command::new("sh");
+            c.args(["-c", script]);
+            c
+        }
+    };
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    c
+}
+
+/// Moves the calling thread (only) into network namespace `name`.
+pub fn enter_netns(name: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    assert_eq!(
+        unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+        0,
+        "setns {name}"
+    );
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
