@@ -1,6 +1,7 @@
 //! The seed incident end to end (issue 8, "Must show" 1 and 2): runs the
-//! `vigie-seed-incident` program as the README's demo does, and fails when
-//! it reports a missed target or a failed check. Root only (network
+//! `vigie-seed-incident` program as the README's demo does (but without
+//! canaries, so that the behaviour detector alone must stop the simulator),
+//! and fails when it reports a missed target or a failed check. Root only (network
 //! namespaces, eBPF, nftables); skipped with a message otherwise.
 //!
 //! It needs the `vigie` binary of the other package, which a test cannot
@@ -36,6 +37,9 @@ fn seed_incident_end_to_end() {
         .arg(&vigie)
         .arg("--ransim")
         .arg(env!("CARGO_BIN_EXE_vigie-ransim"))
+        // Canaries stop the simulator at its first file; without them the
+        // files-touched target measures the behaviour detector itself.
+        .arg("--no-canaries")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

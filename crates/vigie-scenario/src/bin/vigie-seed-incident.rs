@@ -34,6 +34,10 @@ struct Args {
     /// [default: a temporary directory removed at the end].
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
+    /// Do not plant canary files in the share: measure the ransomware
+    /// behaviour detector alone (canaries usually stop the simulator first).
+    #[arg(long)]
+    no_canaries: bool,
 }
 
 fn beside_me(name: &str) -> PathBuf {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         ransim: args.ransim.unwrap_or_else(|| beside_me("vigie-ransim")),
         rate: args.rate,
         logs: args.logs,
+        canaries: !args.no_canaries,
     };
     for (what, p) in [("vigie", &opts.vigie), ("vigie-ransim", &opts.ransim)] {
         if !p.is_file() {

@@ -49,6 +49,10 @@ pub struct Options {
     pub rate: f64,
     /// Where to keep the logs (default: a temporary directory, deleted).
     pub logs: Option<PathBuf>,
+    /// Have the file server's agent plant canary files in the share (its
+    /// `[canaries] dirs`); without them only the behaviour detector can stop
+    /// the simulator.
+    pub canaries: bool,
 }
 
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
@@ -717,7 +721,12 @@ fn play(opts: &Options, dir: &Path, logs: &Path, o: &mut Outcome) -> Result<()> 
         o.note("the agent has no `[sensor] scope = \"netns\"` in this build: both agents see every process of the machine; the workstation's agent is set to alert-only so that it does not isolate itself on the file server's ransomware");
         ""
     };
-    let fs_conf = format!("[canaries]\ndirs = [{}]\n{scope}", canary_dirs.join(", "));
+    let fs_conf = if opts.canaries {
+        format!("[canaries]\ndirs = [{}]\n{scope}", canary_dirs.join(", "))
+    } else {
+        o.note("no canary files in the share (--no-canaries): the behaviour detector alone must stop the simulator");
+        scope.to_string()
+    };
     let ws_conf = if scope_netns {
         scope.to_string()
     } else {
@@ -1254,7 +1263,9 @@ fn play(opts: &Options, dir: &Path, logs: &Path, o: &mut Outcome) -> Result<()> 
         } else {
             let path = logs.join("incident-report.html");
             std::fs::write(&path, &html)?;
-            println!("  report saved: {}", path.display());
+            if opts.logs.is_some() {
+                println!("  report saved: {}", path.display());
+            }
             o.check(
                 "the incident report (HTML) has the timeline and the CNIL section",
                 code == 200 && html.contains("CNIL") && html.contains("Discovery Burst"),
