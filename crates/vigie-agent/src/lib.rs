@@ -107,7 +107,8 @@ probes = []
 arg_max = 4095
 # Kernel ring buffer size in MiB (rounded up to a power of two). Events that
 # do not fit are counted and reported as health events, never silently lost.
-ring_buffer_mb = 16
+# It counts twice in the agent's memory (RSS); raise it on very busy servers.
+ring_buffer_mb = 8
 # Event families.
 file_events = true
 network_events = true
@@ -130,6 +131,13 @@ fallback_on_failure = true
 # Sample the first 64 KiB of files written or renamed (entropy, format) for
 # the ransomware detector.
 content_sampling = true
+# Which processes this agent watches (and so may kill): "host", every
+# process of the machine; or "netns", only those in the agent's own network
+# namespace (the one it was started in, e.g. with `ip netns exec NS vigie
+# agent ...`): one agent per container or simulated host sharing a kernel.
+# Ancestry still crosses namespaces. The fallback sensor applies it best
+# effort (namespace read from /proc).
+scope = "host"
 "#;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -202,6 +210,14 @@ mod tests {
     fn default_config_text_is_the_default() {
         let parsed: AgentConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         assert_eq!(parsed, AgentConfig::default());
+    }
+
+    #[test]
+    fn scope_parses_and_rejects_unknown_values() {
+        let c: AgentConfig = toml::from_str("[sensor]\nscope = \"netns\"\n").unwrap();
+        assert_eq!(c.sensor.scope, vigie_sensor::Scope::Netns);
+        let e = toml::from_str::<AgentConfig>("[sensor]\nscope = \"pid\"\n").unwrap_err();
+        assert!(e.to_string().contains("netns"), "{e}");
     }
 
     #[test]
