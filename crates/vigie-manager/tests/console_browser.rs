@@ -141,8 +141,10 @@ impl CommandHandler for Isolator {
     }
 }
 
-/// chromedriver on a free loopback port; killed on drop.
-struct Driver(Child, u16);
+/// chromedriver on a free loopback port, and a directory for the browser's
+/// profile and temporary files; killed and deleted on drop (Chromium would
+/// otherwise leave them in /tmp at every run).
+struct Driver(Child, u16, tempfile::TempDir);
 
 impl Driver {
     fn start() -> Driver {
@@ -151,13 +153,20 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
+        let profile = tempfile::Builder::new()
+            .prefix("vigie-chromium-")
+            .tempdir()
+            .unwrap();
+        // The browser's own temporary files (shared memory with
+        // --disable-dev-shm-usage) go there too.
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver is installed (chromium-driver, scripts/apt-packages.txt)");
-        let d = Driver(child, port);
+        let d = Driver(child, port, profile);
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -182,7 +191,7 @@ async fn browser(d: &Driver) -> Client {
     caps.insert("acceptInsecureCerts".into(), json!(true));
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100", "--lang=en-GB"]}),
+        json!({"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100", "--lang=en-GB", format!("--user-data-dir={}", d.2.path().display())]}),
     );
     tokio::time::timeout(
         Duration::from_secs(60),
