@@ -11,8 +11,10 @@
 //! in the log. Several managers on one PostgreSQL database each record only
 //! the requests they served.
 //!
-//! The logins are recorded under one host per organisation and manager,
-//! "HOSTNAME VPN (RADIUS)", with a stable id ([`service_host_id`]).
+//! The logins are recorded in the organisation of the NAS client they came
+//! through (`vigie mfa client add --org`; the manager's default one
+//! otherwise), under one host per organisation and manager, "HOSTNAME VPN
+//! (RADIUS)", with a stable id ([`service_host_id`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,11 +145,35 @@ impl EventSink for Sink {
     }
 }
 
-/// Where the service's records go.
-struct Target {
-    org: String,
-    host_id: String,
+/// Where the service's records go: the organisation of the NAS client
+/// (`vigie mfa client add --org`), else the manager's default one; in each,
+/// the service's host.
+struct Routing {
+    default_org: String,
+    /// This machine's hostname (for the host ids).
+    machine: String,
+    /// The service host's name, "HOSTNAME VPN (RADIUS)".
     hostname: String,
+    server: Arc<Server>,
+    /// Organisations whose host row exists.
+    ready: std::collections::HashSet<String>,
+}
+
+impl Routing {
+    fn org_of(&self, nas: Option<&str>) -> String {
+        match nas.and_then(|n| self.server.client_org(n)) {
+            Some(org) if crate::store::validate_org(&org).is_ok() => org,
+            Some(org) => {
+                tracing::warn!(%org, "NAS client with an invalid organisation: default used");
+                self.default_org.clone()
+            }
+            None => self.default_org.clone(),
+        }
+    }
+
+    fn host_id(&self, org: &str) -> String {
+        service_host_id(org, &self.machine)
+    }
 }
 
 /// Start RADIUS as `cfg` says (nothing for [`Mode::Off`], or [`Mode::Auto`]
@@ -229,11 +255,7 @@ pub(crate) async fn start(
     let mut rcfg = vigie_radius::Config::default();
     let hostname = rcfg.host.clone();
     rcfg.host = format!("{hostname} VPN (RADIUS)");
-    let target = Target {
-        org: config.default_org.clone(),
-        host_id: service_host_id(&config.default_org, &hostname),
-        hostname: rcfg.host.clone(),
-    };
+    let service_hostname = rcfg.host.clone();
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let sink = Arc::new(Sink {
         tx,
@@ -245,12 +267,18 @@ pub(crate) async fn start(
         .clone()
         .map(|c| Arc::new(vigie_radius::ldap::Ldap::new(c)) as Arc<dyn PasswordBackend>);
     let server = Server::new(store, key, sink, ldap, rcfg).await?;
-
+    let routing = Routing {
+        default_org: config.default_org.clone(),
+        machine: hostname,
+        hostname: service_hostname,
+        server: server.clone(),
+        ready: Default::default(),
+    };
     tasks.push(tokio::spawn(writer(
         core.clone(),
         rx,
         engine,
-        target,
+        routing,
         stop.clone(),
     )));
     let mut udp = Vec::new();
@@ -315,10 +343,9 @@ async fn writer(
     core: Arc<Core>,
     mut rx: mpsc::Receiver<Note>,
     mut engine: vigie_detect::Engine,
-    target: Target,
+    mut routing: Routing,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut host_ready = false;
     loop {
         let first = tokio::select! {
             n = rx.recv() => match n { Some(n) => n, None => return },
@@ -331,7 +358,7 @@ async fn writer(
                 }
                 while !rest.is_empty() {
                     let chunk: Vec<Note> = rest.drain(..rest.len().min(BATCH)).collect();
-                    store_notes(&core, &mut engine, &target, &mut host_ready, chunk).await;
+                    store_notes(&core, &mut engine, &mut routing, chunk).await;
                 }
                 return;
             }
@@ -343,26 +370,35 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        store_notes(&core, &mut engine, &target, &mut host_ready, notes).await;
+        store_notes(&core, &mut engine, &mut routing, notes).await;
     }
 }
 
 async fn store_notes(
     core: &Core,
     engine: &mut vigie_detect::Engine,
-    target: &Target,
-    host_ready: &mut bool,
+    routing: &mut Routing,
     notes: Vec<Note>,
 ) {
-    let mut batch = IngestBatch {
-        org: target.org.clone(),
-        host_id: target.host_id.clone(),
-        ..Default::default()
-    };
+    let mut batches: std::collections::BTreeMap<String, IngestBatch> = Default::default();
     for note in notes {
+        let nas = match &note {
+            Note::Event(e) => match &e.payload {
+                vigie_event::Payload::Authentication(a) => a.auth.nas.clone(),
+                _ => None,
+            },
+            Note::Lockout(l) => Some(l.nas.clone()),
+        };
+        let org = routing.org_of(nas.as_deref());
+        let host_id = routing.host_id(&org);
+        let batch = batches.entry(org.clone()).or_insert_with(|| IngestBatch {
+            org: org.clone(),
+            host_id: host_id.clone(),
+            ..Default::default()
+        });
         match note {
             Note::Event(mut event) => {
-                event.host.id = Some(target.host_id.clone());
+                event.host.id = Some(host_id);
                 for alert in engine.process(&event) {
                     // The rule pack's per-login building blocks ("VPN login
                     // failure/success") are informational: the event is
@@ -383,7 +419,7 @@ async fn store_notes(
                 }
             }
             Note::Lockout(l) => batch.actions.push(AuditEntry {
-                org: target.org.clone(),
+                org,
                 actor: "radius".into(),
                 action: "vpn.lockout".into(),
                 target: l.user.clone(),
@@ -398,12 +434,22 @@ async fn store_notes(
             }),
         }
     }
-    if !*host_ready {
-        match ensure_host(core, target).await {
-            Ok(()) => *host_ready = true,
-            Err(e) => tracing::error!("recording the RADIUS service as a host: {e:#}"),
+    for (org, batch) in batches {
+        if !routing.ready.contains(&org) {
+            match ensure_host(core, &org, &batch.host_id, &routing.hostname).await {
+                Ok(()) => {
+                    routing.ready.insert(org);
+                }
+                Err(e) => tracing::error!("recording the RADIUS service as a host: {e:#}"),
+            }
         }
+        store_batch(core, batch).await;
     }
+}
+
+/// Through the agents' ingest writer (group commit, dedup, incidents,
+/// notifications).
+async fn store_batch(core: &Core, batch: IngestBatch) {
     let (events, alerts) = (batch.events.len() as u64, batch.alerts.len() as u64);
     // A database hiccup is retried; what still fails is counted and logged.
     for attempt in 1..=3 {
@@ -418,7 +464,7 @@ async fn store_notes(
                     .fetch_add(events, Ordering::Relaxed);
                 let _ = sqlx::query("UPDATE hosts SET last_seen = $1 WHERE id = $2")
                     .bind(crate::store::now_ms())
-                    .bind(&target.host_id)
+                    .bind(&batch.host_id)
                     .execute(&core.store.pool)
                     .await;
                 return;
@@ -441,17 +487,17 @@ async fn store_notes(
 /// The hosts row the service's records hang on (the console and the API
 /// list it like an agent's host; it has no certificate, so no agent can
 /// ever authenticate as it).
-async fn ensure_host(core: &Core, t: &Target) -> Result<()> {
-    core.store.ensure_org(&t.org).await?;
+async fn ensure_host(core: &Core, org: &str, host_id: &str, hostname: &str) -> Result<()> {
+    core.store.ensure_org(org).await?;
     sqlx::query("INSERT INTO hosts (id, org_id, hostname, os, agent_version, enrolled_at, cert_fingerprint, cert_not_after) VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (id) DO NOTHING")
-        .bind(&t.host_id)
-        .bind(&t.org)
-        .bind(&t.hostname)
+        .bind(host_id)
+        .bind(org)
+        .bind(hostname)
         .bind("RADIUS service (VPN two-factor)")
         .bind(env!("CARGO_PKG_VERSION"))
         .bind(crate::store::now_ms())
         // Not a certificate fingerprint (those are hex): unique, never matched.
-        .bind(format!("radius:{}", t.host_id))
+        .bind(format!("radius:{host_id}"))
         .execute(&core.store.pool)
         .await?;
     Ok(())

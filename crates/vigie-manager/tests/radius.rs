@@ -309,3 +309,37 @@ async fn two_managers_record_each_request_once() {
     assert_eq!((events.len(), ids.len()), (5, 5), "{events:#?}");
     m2.shutdown().await;
 }
+
+/// A NAS client registered for an organisation: its logins are that
+/// organisation's, under that organisation's service host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nas_client_organisation_owns_its_logins() {
+    let m = start_manager_with(&Db::Sqlite, |c| {
+        c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+    })
+    .await;
+    let (addr, _) = setup(&m, &[("bob", "bob pw")]).await;
+    let core = &m.h().core;
+    let mfa = vigie_radius::Store::from_pool(core.store.pool.clone());
+    mfa.set_client_org("vpn", Some("townhall")).await.unwrap();
+    let server = &m.h().radius.as_ref().unwrap().server;
+    server.reload_clients().await.unwrap();
+    assert_eq!(server.client_org("vpn").as_deref(), Some("townhall"));
+
+    let out = radclient(addr, req("bob", "wrong123456", "192.0.2.9")).await;
+    assert!(rejected(&out), "{out}");
+    let (events, _) = m
+        .wait_counts("townhall", 1, 0, Duration::from_secs(30))
+        .await;
+    assert_eq!(events, 1);
+    assert_eq!(core.store.count("events", "default").await.unwrap(), 0);
+    let hosts = core.store.list_hosts("townhall").await.unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert!(
+        hosts[0]["hostname"]
+            .as_str()
+            .unwrap()
+            .ends_with("VPN (RADIUS)")
+    );
+    assert_eq!(core.store.list_hosts("default").await.unwrap().len(), 0);
+}

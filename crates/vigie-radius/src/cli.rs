@@ -51,6 +51,7 @@ pub fn client_add(
     secret_file: &Path,
     transport: &str,
     legacy_no_message_authenticator: bool,
+    org: Option<&str>,
 ) -> Result<ExitCode> {
     let transport = CodeTransport::parse(transport)
         .with_context(|| format!("unknown code transport {transport:?} (append or challenge)"))?;
@@ -68,9 +69,14 @@ pub fn client_add(
             !legacy_no_message_authenticator,
         )
         .await?;
+        if org.is_some() {
+            store.set_client_org(name, org).await?;
+        }
         println!(
-            "client {name} added ({address}, code {})",
-            transport.as_str()
+            "client {name} added ({address}, code {}{})",
+            transport.as_str(),
+            org.map(|o| format!(", organisation {o}"))
+                .unwrap_or_default()
         );
         Ok(ExitCode::SUCCESS)
     })
@@ -80,15 +86,16 @@ pub fn client_list(data: &Path) -> Result<ExitCode> {
     block_on(async {
         let (store, _) = Store::open_data_dir(data).await?;
         println!(
-            "{:<20} {:<24} {:<10} MESSAGE-AUTHENTICATOR",
-            "NAME", "ADDRESS", "CODE"
+            "{:<20} {:<24} {:<10} {:<16} MESSAGE-AUTHENTICATOR",
+            "NAME", "ADDRESS", "CODE", "ORGANISATION"
         );
         for c in store.list_clients().await? {
             println!(
-                "{:<20} {:<24} {:<10} {}",
+                "{:<20} {:<24} {:<10} {:<16} {}",
                 c.name,
                 c.address.to_string(),
                 c.transport.as_str(),
+                c.org.as_deref().unwrap_or("(default)"),
                 if c.require_message_authenticator {
                     "required"
                 } else {

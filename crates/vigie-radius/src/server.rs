@@ -74,6 +74,8 @@ pub struct Client {
     pub secret: Zeroizing<Vec<u8>>,
     pub transport: CodeTransport,
     pub require_message_authenticator: bool,
+    /// The manager's organisation for this gateway's logins (`None`: default).
+    pub org: Option<String>,
 }
 
 #[derive(Clone)]
@@ -210,6 +212,7 @@ impl Server {
                 secret: Zeroizing::new(secret.to_vec()),
                 transport: c.transport,
                 require_message_authenticator: c.require_message_authenticator,
+                org: c.org,
             }));
         }
         // Most specific network first, so a /32 wins over a /24.
@@ -217,6 +220,17 @@ impl Server {
         let n = out.len();
         *self.clients.write().expect("clients lock") = out;
         Ok(n)
+    }
+
+    /// The organisation of the NAS client named `name` (events carry the
+    /// name in `vigie.auth.nas`); `None` for none or an unknown client.
+    pub fn client_org(&self, name: &str) -> Option<String> {
+        self.clients
+            .read()
+            .expect("clients lock")
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.org.clone())
     }
 
     pub fn client_for(&self, ip: IpAddr) -> Option<Arc<Client>> {
@@ -274,6 +288,7 @@ impl Server {
             secret: Zeroizing::new(b"radsec".to_vec()),
             transport: c.transport,
             require_message_authenticator: c.require_message_authenticator,
+            org: c.org.clone(),
         };
         self.handle_for(raw, src, &client).await
     }

@@ -62,6 +62,8 @@ pub struct ClientRecord {
     pub sealed_secret: String,
     pub transport: CodeTransport,
     pub require_message_authenticator: bool,
+    /// The manager's organisation its logins belong to (`None`: the default).
+    pub org: Option<String>,
 }
 
 /// One accounting update (RFC 2866 Start / Interim-Update / Stop).
@@ -387,6 +389,20 @@ impl Store {
         }
     }
 
+    /// The organisation a NAS client's logins are recorded in by the manager.
+    pub async fn set_client_org(&self, name: &str, org: Option<&str>) -> Result<()> {
+        if let Some(o) = org {
+            validate_name("organisation", o)?;
+        }
+        self.update_one(
+            sqlx::query("UPDATE mfa_clients SET org = $1 WHERE name = $2")
+                .bind(org)
+                .bind(name),
+            name,
+        )
+        .await
+    }
+
     pub async fn remove_client(&self, name: &str) -> Result<()> {
         self.update_one(
             sqlx::query("DELETE FROM mfa_clients WHERE name = $1").bind(name),
@@ -397,7 +413,7 @@ impl Store {
 
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
         let rows = sqlx::query(
-            "SELECT name, address, secret, code_transport, require_message_authenticator FROM mfa_clients ORDER BY name",
+            "SELECT name, address, secret, code_transport, require_message_authenticator, org FROM mfa_clients ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -415,6 +431,7 @@ impl Store {
                         format!("client {name:?}: bad code transport {transport:?}")
                     })?,
                     require_message_authenticator: r.try_get::<i64, _>(4)? != 0,
+                    org: r.try_get(5)?,
                     name,
                 })
             })

@@ -89,6 +89,10 @@ enum ClientCommand {
         /// (BlastRADIUS risk; requests with Proxy-State are still dropped).
         #[arg(long)]
         legacy_no_message_authenticator: bool,
+        /// Organisation (tenant) whose manager records this gateway's logins
+        /// (events, alerts); the manager's default organisation when absent.
+        #[arg(long)]
+        org: Option<String>,
     },
     /// List gateways (secrets are never shown).
     List,
@@ -131,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             secret_file,
             code,
             legacy_no_message_authenticator,
+            org,
         }) => cli::client_add(
             d,
             &name,
@@ -138,6 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &secret_file,
             &code,
             legacy_no_message_authenticator,
+            org.as_deref(),
         ),
         Command::Client(ClientCommand::List) => cli::client_list(d),
         Command::Client(ClientCommand::Remove { name }) => cli::client_remove(d, &name),
