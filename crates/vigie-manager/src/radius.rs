@@ -189,8 +189,18 @@ pub(crate) async fn start(
         tracing::info!("RADIUS service off (--no-radius)");
         return Ok(None);
     }
-    let store = vigie_radius::Store::from_pool(core.store.pool.clone());
-    store.migrate().await?;
+    let store = match core.store.dialect {
+        // Logins get their own connections to the file: sharing the
+        // manager's four would queue them behind the API and the ingest.
+        crate::store::Dialect::Sqlite => {
+            vigie_radius::Store::connect(&config.database_url()).await?
+        }
+        crate::store::Dialect::Postgres => {
+            let s = vigie_radius::Store::from_pool(core.store.pool.clone());
+            s.migrate().await?;
+            s
+        }
+    };
     let clients = store.list_clients().await?.len();
     if cfg.mode == Mode::Auto && clients == 0 {
         tracing::info!(
