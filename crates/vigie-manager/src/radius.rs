@@ -464,11 +464,26 @@ async fn store_batch(core: &Core, batch: IngestBatch) {
     // A database hiccup is retried; what still fails is counted and logged.
     for attempt in 1..=3 {
         let (done, wait) = oneshot::channel();
-        if core.ingest.send((batch.clone(), done)).await.is_err() {
-            break; // the ingest writer stopped: the manager is stopping
+        let result = match core.ingest.send((batch.clone(), done)).await {
+            Ok(()) => wait
+                .await
+                .map_err(|_| "the ingest writer stopped".to_string()),
+            Err(_) => Err("the ingest writer stopped".to_string()),
         }
-        match wait.await {
-            Ok(Ok(())) => {
+        .and_then(|r| r);
+        // At shutdown the ingest writer may stop before this one has
+        // drained its queue: write directly rather than lose the tail.
+        let result = match result {
+            Err(e) if core.ingest.is_closed() => core
+                .store
+                .ingest(std::slice::from_ref(&batch))
+                .await
+                .map(|_| ())
+                .map_err(|e2| format!("{e}; directly: {e2:#}")),
+            r => r,
+        };
+        match result {
+            Ok(()) => {
                 core.counters
                     .radius_events
                     .fetch_add(events, Ordering::Relaxed);
@@ -479,8 +494,7 @@ async fn store_batch(core: &Core, batch: IngestBatch) {
                     .await;
                 return;
             }
-            Ok(Err(e)) => tracing::warn!(attempt, "storing RADIUS events failed: {e}"),
-            Err(_) => break,
+            Err(e) => tracing::warn!(attempt, "storing RADIUS events failed: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
     }

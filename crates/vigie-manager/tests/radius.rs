@@ -343,3 +343,22 @@ async fn nas_client_organisation_owns_its_logins() {
     );
     assert_eq!(core.store.list_hosts("default").await.unwrap().len(), 0);
 }
+
+/// Stopping the manager stores the logins still queued: none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_logins_are_stored_at_shutdown() {
+    let mut m = start_manager_with(&Db::Sqlite, |c| {
+        c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+    })
+    .await;
+    let (addr, _) = setup(&m, &[("carol", "carol pw")]).await;
+    for i in 0..4 {
+        let out = radclient(addr, req("carol", &format!("bad{i}123456"), "192.0.2.3")).await;
+        assert!(rejected(&out), "{out}");
+    }
+    m.stop().await;
+    let store = vigie_manager::store::Store::connect(&m.config.database_url())
+        .await
+        .unwrap();
+    assert_eq!(store.count("events", "default").await.unwrap(), 4);
+}
