@@ -25,6 +25,9 @@ use crate::commands::{self, Commands};
 use crate::report::{Outputs, Reporter, open_output};
 use crate::status::{AgentStatus, write_status};
 
+/// Events between the sensor's reader and detection (about 1 KB each).
+const SENSOR_QUEUE: usize = 1024;
+
 /// What `vigie agent` was given (command line over configuration file).
 #[derive(Debug, Clone, Default)]
 pub struct AgentOptions {
@@ -266,7 +269,11 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
             .context("start the response thread")?
     };
 
-    let (tx, rx) = sync_channel(1 << 16);
+    // A bounded array channel allocates (and touches) every slot up front:
+    // 65,536 events cost 65 MB of RSS before the first one. Bursts belong
+    // in the kernel's ring buffer, which is sized for them and counts what
+    // it cannot hold; this queue only smooths the handover.
+    let (tx, rx) = sync_channel(SENSOR_QUEUE);
     let sensor = Sensor::start(cfg.sensor.clone(), tx)?;
     let mut st = AgentStatus {
         pid: std::process::id(),
@@ -326,15 +333,36 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
             st.rules_loaded = engine.rule_count();
         }
         if term.load(Ordering::Relaxed) {
-            // Stop the probes (they drain the kernel buffer), then drain the
-            // channel: nothing seen is lost.
-            if let Some(s) = sensor.take()
-                && let Err(e) = s.stop()
-            {
-                tracing::error!("stopping the sensor: {e:#}");
+            // Stop the probes and keep reading while they stop: the sensor
+            // empties the kernel buffer into the channel, and a full channel
+            // nobody reads would block it, and its join, forever. Nothing
+            // seen is lost.
+            let stopper = sensor.take().map(|s| std::thread::spawn(move || s.stop()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(ev) => handle(ev, &mut engine, &mut st),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout)
+                        if stopper.as_ref().is_none_or(|t| t.is_finished())
+                            || Instant::now() > deadline =>
+                    {
+                        break;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
             }
             while let Ok(ev) = rx.try_recv() {
                 handle(ev, &mut engine, &mut st);
+            }
+            match stopper {
+                Some(t) if t.is_finished() => match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!("stopping the sensor: {e:#}"),
+                    Err(_) => tracing::error!("stopping the sensor: its thread panicked"),
+                },
+                Some(_) => tracing::error!("the sensor did not stop within 10 s; exiting anyway"),
+                None => {}
             }
             break Ok(ExitCode::SUCCESS);
         }
