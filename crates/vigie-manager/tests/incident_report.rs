@@ -219,6 +219,17 @@ async fn report(db: Db) {
             .contains(&format!("href=\"/console/incidents/{id}/report\""))
     );
     assert!(page.body.contains(">Report<"));
+    // The incident page's timeline crosses hosts: the gateway's alert half an
+    // hour before is there, marked related and before the file server's; the
+    // one two hours before is not.
+    let tl = &page.body[page.body.find("id=\"incident-timeline\"").unwrap()..];
+    let related = tl
+        .find("Earlier activity on the gateway")
+        .expect("related alert");
+    let own = tl.find("Download with curl").expect("the incident's alert");
+    assert!(related < own, "time order across hosts");
+    assert!(tl.contains("[related]"));
+    assert!(!tl.contains("Old unrelated activity"));
     let r = reader.get(&format!("/console/incidents/{id}/report")).await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("id=\"timeline\"") && r.body.contains("id=\"cnil\""));

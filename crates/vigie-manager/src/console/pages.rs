@@ -849,10 +849,47 @@ pub async fn incident(State(st): State<ConsoleState>, ctx: Ctx, Path(id): Path<S
         .map_err(ie(l))?;
     let host_id = s(&inc, "host_id");
     let first = inc["first_time"].as_i64().unwrap_or(0);
+    let last = inc["last_time"].as_i64().unwrap_or(first);
     let mut actions = queries::audit_for(&st.core.store, org, host_id, first)
         .await
         .map_err(ie(l))?;
     actions.reverse();
+    // Other hosts' alerts an hour around (the VPN's, a neighbour's): an
+    // attack rarely stays on one machine.
+    let related = queries::related_alerts(
+        &st.core.store,
+        org,
+        host_id,
+        first - 3_600_000,
+        last + 3_600_000,
+        200,
+    )
+    .await
+    .map_err(ie(l))?;
+    // One timeline, in time order: (time, row).
+    let mut rows: Vec<(i64, Markup)> = Vec::new();
+    for (a, doc) in &alerts {
+        rows.push((a["time"].as_i64().unwrap_or(0), html! {
+            (level(s(a, "level"))) " " a href={ "/console/alerts/" (s(a, "id")) } { (s(a, "rule_name")) } " "
+            code.cmd { (doc["vigie"]["events"][0]["process"]["command_line"].as_str().unwrap_or_default()) }
+        }));
+    }
+    for a in &actions {
+        rows.push((
+            a["time"].as_i64().unwrap_or(0),
+            html! {
+                (s(a, "actor")) ": " (s(a, "action")) " — " (s(a, "outcome"))
+            },
+        ));
+    }
+    for (a, _) in &related {
+        rows.push((a["time"].as_i64().unwrap_or(0), html! {
+            span.related { "[" (l.t("rep_related")) "] " }
+            a href={ "/console/hosts/" (s(a, "host_id")) } { (a["hostname"].as_str().unwrap_or(s(a, "host_id"))) } " · "
+            (level(s(a, "level"))) " " a href={ "/console/alerts/" (s(a, "id")) } { (s(a, "rule_name")) }
+        }));
+    }
+    rows.sort_by_key(|(t, _)| *t);
     let content = html! {
         p.meta { a href={ "/console/hosts/" (host_id) } { (inc["hostname"].as_str().unwrap_or(host_id)) } " · "
             (time(first)) " → " (time(inc["last_time"].as_i64().unwrap_or(0))) " · " (s(&inc, "status")) }
@@ -860,15 +897,8 @@ pub async fn incident(State(st): State<ConsoleState>, ctx: Ctx, Path(id): Path<S
             a.button href={ "/console/incidents/" (id) "/export" } download { (l.t("export")) } " "
             a href={ "/console/incidents/" (id) "/notification" } { (l.t("rep_complete_link")) } }
         h2 { (l.t("timeline")) }
-        ol.timeline {
-            @for (a, doc) in &alerts {
-                li { (time(a["time"].as_i64().unwrap_or(0))) " — " (level(s(a, "level"))) " "
-                    a href={ "/console/alerts/" (s(a, "id")) } { (s(a, "rule_name")) } " "
-                    code.cmd { (doc["vigie"]["events"][0]["process"]["command_line"].as_str().unwrap_or_default()) } }
-            }
-            @for a in &actions {
-                li { (time(a["time"].as_i64().unwrap_or(0))) " — " (s(a, "actor")) ": " (s(a, "action")) " — " (s(a, "outcome")) }
-            }
+        ol.timeline #incident-timeline {
+            @for (t, row) in &rows { li { (time(*t)) " — " (row) } }
         }
     };
     Ok(page(&ctx, s(&inc, "title"), "/console/incidents", content).into_response())
