@@ -169,16 +169,31 @@ async fn scenario(m: &TestManager, endpoint: &str, marker: &str, state: &std::pa
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
 
+    // Assigned to another group, the rule leaves this agent (group
+    // "default"); assigned to every group again, it comes back.
+    let patch = |body: serde_json::Value| {
+        m.client
+            .patch(m.url(&format!("/api/v1/rules/{rule_id}")))
+            .bearer_auth(&m.admin_token)
+            .json(&body)
+            .send()
+    };
+    let ta = vigie_manager::store::now_ms();
+    let resp = patch(json!({"groups": ["servers"]})).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, outcome) = finished_command(m, "rules_update", ta).await;
+    assert_eq!(status, "succeeded", "{outcome}");
+    assert!(outcome.contains("removed"), "{outcome}");
+    let tb = vigie_manager::store::now_ms();
+    let resp = patch(json!({"groups": []})).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, outcome) = finished_command(m, "rules_update", tb).await;
+    assert_eq!(status, "succeeded", "{outcome}");
+    assert!(outcome.contains("1 rule(s) compiled"), "{outcome}");
+
     // Disabled: the agent drops it (an empty bundle) and stops firing.
     let t1 = vigie_manager::store::now_ms();
-    let resp = m
-        .client
-        .patch(m.url(&format!("/api/v1/rules/{rule_id}")))
-        .bearer_auth(&m.admin_token)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
+    let resp = patch(json!({"enabled": false})).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let (status, outcome) = finished_command(m, "rules_update", t1).await;
     assert_eq!(status, "succeeded", "{outcome}");

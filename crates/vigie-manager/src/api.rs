@@ -841,7 +841,9 @@ async fn upload_rule(
 
 #[derive(Deserialize)]
 struct RuleState {
-    enabled: bool,
+    enabled: Option<bool>,
+    /// Host groups the rule goes to; empty: every group.
+    groups: Option<Vec<String>>,
 }
 
 async fn set_rule_enabled(
@@ -852,8 +854,22 @@ async fn set_rule_enabled(
 ) -> ApiResult {
     auth.require("admin")?;
     let b = json_body(body)?;
-    let r = sqlx::query("UPDATE console_rules SET enabled = $1 WHERE org_id = $2 AND id = $3")
-        .bind(b.enabled as i64)
+    if b.enabled.is_none() && b.groups.is_none() {
+        return Err(bad("give enabled and/or groups"));
+    }
+    let groups = match &b.groups {
+        Some(g)
+            if g.iter()
+                .any(|n| n.trim().is_empty() || n.contains(',') || n.len() > 200) =>
+        {
+            return Err(bad("group names: 1 to 200 characters, no comma"));
+        }
+        Some(g) => Some(g.iter().map(|n| n.trim()).collect::<Vec<_>>().join(",")),
+        None => None,
+    };
+    let r = sqlx::query("UPDATE console_rules SET enabled = COALESCE($1, enabled), groups = COALESCE($2, groups) WHERE org_id = $3 AND id = $4")
+        .bind(b.enabled.map(|e| e as i64))
+        .bind(groups.as_deref())
         .bind(&auth.0.org)
         .bind(&id)
         .execute(&core.store.pool)
@@ -862,9 +878,19 @@ async fn set_rule_enabled(
     if r.rows_affected() != 1 {
         return Err(not_found("rule"));
     }
-    let what = if b.enabled { "enabled" } else { "disabled" };
-    audit(&core, &auth, "toggle_rule", &id, what).await?;
-    ok(json!({"id": id, "enabled": b.enabled}))
+    if let Some(e) = b.enabled {
+        let what = if e { "enabled" } else { "disabled" };
+        audit(&core, &auth, "toggle_rule", &id, what).await?;
+    }
+    if let Some(g) = &groups {
+        let what = if g.is_empty() {
+            "all groups"
+        } else {
+            g.as_str()
+        };
+        audit(&core, &auth, "assign_rule", &id, what).await?;
+    }
+    ok(json!({"id": id, "enabled": b.enabled, "groups": groups}))
 }
 
 /// Each group's policy and how many of its hosts run the current version.
@@ -960,7 +986,7 @@ async fn openapi() -> Json<Value> {
         "/api/v1/audit": {"get": op("The audit log (append-only)")},
         "/api/v1/rules": {"get": op("Uploaded Sigma rules"), "post": op("Upload a Sigma rule document (admin; body: source); 422 with problems and lines if it does not compile; the organisation's agents get it within seconds")},
         "/api/v1/rules/validate": {"post": op("Check a Sigma rule document without keeping it (analyst; body: source)")},
-        "/api/v1/rules/{id}": {"patch": op("Enable or disable an uploaded rule (admin; body: enabled)")},
+        "/api/v1/rules/{id}": {"patch": op("Enable or disable an uploaded rule, or assign it to host groups (admin; body: enabled, groups = [names], [] for every group)")},
         "/api/v1/policies": {"get": op("Each host group's response policy and the current rule and policy versions")},
         "/api/v1/policies/{group}": {"put": op("Set a group's response policy (admin; body: policy = alert_only | kill | isolate); its agents get it within seconds")},
         "/api/v1/tokens": {"get": op("List API tokens (admin)"), "post": op("Create an API token (admin; body: name, role, expires_hours)")},

@@ -98,6 +98,12 @@ pub fn validate_rule_source(source: &str) -> Result<String, Vec<(Option<usize>, 
         .unwrap_or_else(|| "untitled".into()))
 }
 
+/// Whether a rule with this `groups` value (comma-separated names, empty
+/// for all) goes to `group`.
+pub fn rule_applies(groups: &str, group: &str) -> bool {
+    groups.trim().is_empty() || groups.split(',').any(|g| g.trim() == group)
+}
+
 /// The desired configuration of one (organisation, group).
 pub struct Desired {
     pub bundle: String,
@@ -108,12 +114,18 @@ pub struct Desired {
 }
 
 pub async fn desired(store: &Store, org: &str, group: &str) -> Result<Desired> {
-    let sources: Vec<String> = sqlx::query_scalar(
-        "SELECT source FROM console_rules WHERE org_id = $1 AND enabled = 1 ORDER BY uploaded_at, id",
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT source, groups FROM console_rules WHERE org_id = $1 AND enabled = 1 ORDER BY uploaded_at, id",
     )
     .bind(org)
     .fetch_all(&store.pool)
     .await?;
+    // A rule assigned to groups goes to those groups only.
+    let sources: Vec<String> = rows
+        .into_iter()
+        .filter(|(_, groups)| rule_applies(groups, group))
+        .map(|(source, _)| source)
+        .collect();
     // Each upload is one or more YAML documents: join them as documents.
     let bundle = sources
         .iter()
@@ -251,6 +263,14 @@ mod tests {
                 .all(|r| !r.actions.contains(&ActionKind::Isolate))
         );
         assert!(policy_for("format").is_none());
+    }
+
+    #[test]
+    fn rules_go_to_their_groups() {
+        assert!(rule_applies("", "servers"));
+        assert!(rule_applies("servers, desktops", "desktops"));
+        assert!(!rule_applies("servers", "desktops"));
+        assert!(!rule_applies("servers", "serv"));
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub async fn incident_alerts(s: &Store, org: &str, id: &str) -> Result<Vec<(Valu
 }
 
 pub async fn rules(s: &Store, org: &str) -> Result<Vec<Value>> {
-    let rows = sqlx::query("SELECT id, title, enabled, uploaded_by, uploaded_at FROM console_rules WHERE org_id = $1 ORDER BY uploaded_at DESC")
+    let rows = sqlx::query("SELECT id, title, enabled, uploaded_by, uploaded_at, groups FROM console_rules WHERE org_id = $1 ORDER BY uploaded_at DESC")
         .bind(org)
         .fetch_all(&s.pool)
         .await?;
@@ -213,7 +213,8 @@ pub async fn rules(s: &Store, org: &str) -> Result<Vec<Value>> {
         .iter()
         .map(|r| {
             json!({"id": r.get::<String, _>(0), "title": r.get::<String, _>(1), "enabled": r.get::<i64, _>(2) != 0,
-            "uploaded_by": r.get::<String, _>(3), "uploaded_at": r.get::<i64, _>(4)})
+            "uploaded_by": r.get::<String, _>(3), "uploaded_at": r.get::<i64, _>(4),
+            "groups": r.get::<String, _>(5).split(',').filter(|g| !g.is_empty()).collect::<Vec<_>>()})
         })
         .collect())
 }
