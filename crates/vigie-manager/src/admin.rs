@@ -28,10 +28,6 @@ pub fn serve(config: Config) -> Result<()> {
             "Vigie manager: API https://{} , agents https://{}",
             handle.api_addr, handle.agent_addr
         );
-        println!(
-            "CA fingerprint (SHA-256): {}",
-            handle.core.pki.ca_fingerprint()
-        );
         match &handle.radius {
             Some(r) => {
                 let udp: Vec<String> = r.udp.iter().map(|a| a.to_string()).collect();
@@ -43,6 +39,12 @@ pub fn serve(config: Config) -> Result<()> {
             }
             None => println!("RADIUS (VPN two-factor): off (see the log for why)"),
         }
+        // scripts/start reads the first-start lines right after this one:
+        // keep them together and last.
+        println!(
+            "CA fingerprint (SHA-256): {}",
+            handle.core.pki.ca_fingerprint()
+        );
         if let Some(first) = &handle.first_start {
             // Printed once, never logged: only its hash is stored.
             println!(
