@@ -260,7 +260,10 @@ impl Sensor {
         self.mode
     }
 
-    /// Stops the probes after draining what the kernel already sent.
+    /// Stops the probes after draining what the kernel already sent. The
+    /// drain goes into the event channel, so the caller must keep reading
+    /// it until this returns (call it from another thread, as the agent
+    /// does): a full channel nobody reads blocks the drain and this join.
     pub fn stop(mut self) -> Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         match self.thread.take() {
