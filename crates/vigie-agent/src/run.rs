@@ -352,8 +352,13 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
                     Err(RecvTimeoutError::Timeout) => {}
                 }
             }
-            while let Ok(ev) = rx.try_recv() {
-                handle(ev, &mut engine, &mut st);
+            // What is left in the queue, bounded: a sensor that did not
+            // stop would otherwise refill it forever.
+            for _ in 0..SENSOR_QUEUE {
+                match rx.try_recv() {
+                    Ok(ev) => handle(ev, &mut engine, &mut st),
+                    Err(_) => break,
+                }
             }
             match stopper {
                 Some(t) if t.is_finished() => match t.join() {

@@ -52,7 +52,7 @@ pub(crate) fn run(
 ) -> Result<()> {
     let mut storage = MaybeUninit::uninit();
     let loaded = load(&cfg, netns, &mut storage);
-    let (skel, _links, missing) = match loaded {
+    let (skel, links, missing) = match loaded {
         Ok(x) => x,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -60,7 +60,7 @@ pub(crate) fn run(
             anyhow::bail!(msg);
         }
     };
-    pump(cfg, netns, host, tx, stop, skel, missing, ready)
+    pump(cfg, netns, host, tx, stop, skel, links, missing, ready)
 }
 
 type Loaded<'a> = (crate::skel::VigieSkel<'a>, Vec<Link>, Vec<String>);
@@ -180,9 +180,11 @@ fn pump(
     tx: SyncSender<Event>,
     stop: Arc<AtomicBool>,
     skel: crate::skel::VigieSkel<'_>,
+    links: Vec<Link>,
     missing: Vec<String>,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) -> Result<()> {
+    let mut links = Some(links);
     let decoder = Rc::new(RefCell::new(
         Decoder::new(host.clone(), cfg.max_hash_mb * 1024 * 1024)
             .with_content_sampling(cfg.content_sampling)
@@ -248,7 +250,10 @@ fn pump(
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         if stopping {
-            // Drain what the kernel already produced, then report a last time.
+            // Detach first: under a storm the probes would refill the buffer
+            // as fast as we drain it, and the drain would never end. Then
+            // drain what the kernel already produced, and report a last time.
+            drop(links.take());
             let _ = ring.consume();
         } else {
             let _ = ring.poll(Duration::from_millis(100));
