@@ -120,6 +120,9 @@ pub struct Core {
     pub ingest: mpsc::Sender<(IngestBatch, oneshot::Sender<Result<(), String>>)>,
     pub counters: Counters,
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// The manager's secret key (`DATA/keys/mfa.key`, apart from the
+    /// database): seals TOTP secrets and the SMTP password.
+    pub secrets: vigie_radius::MasterKey,
 }
 
 impl Core {
@@ -457,6 +460,8 @@ impl Manager {
             None
         };
         let (ingest_tx, ingest_rx) = mpsc::channel(1024);
+        let secrets =
+            vigie_radius::MasterKey::load_or_create(&config.data.join("keys").join("mfa.key"))?;
         let core = Arc::new(Core {
             store: store.clone(),
             pki,
@@ -465,6 +470,7 @@ impl Manager {
             ingest: ingest_tx,
             counters: Counters::default(),
             shutting_down: Default::default(),
+            secrets,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

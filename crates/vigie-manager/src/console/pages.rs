@@ -1291,7 +1291,13 @@ pub async fn settings_save(
         if !ok {
             return Err(ctx.error(StatusCode::BAD_REQUEST, "error"));
         }
-        queries::set_setting(&st.core.store, org, k, v)
+        // Secrets are stored sealed with the manager's key.
+        let stored = if k == "smtp_password" {
+            crate::notify::seal_smtp_password(&st.core.secrets, org, v)
+        } else {
+            v.clone()
+        };
+        queries::set_setting(&st.core.store, org, k, &stored)
             .await
             .map_err(ie(l))?;
         // The audit log records that a secret changed, not the secret.

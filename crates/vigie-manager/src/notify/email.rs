@@ -10,6 +10,9 @@ use super::{Notice, SEND_TIMEOUT, Settings};
 
 pub async fn send(s: &Settings, n: &Notice) -> Result<()> {
     let url = s.smtp_url.as_deref().context("no SMTP server set")?;
+    if let Some(e) = &s.secret_error {
+        return Err(anyhow!("{e}"));
+    }
     let from: Mailbox = s
         .email_from
         .clone()

@@ -29,6 +29,7 @@ use vigie_event::{Alert, Level};
 
 use crate::Core;
 use crate::store::{Store, now_ms};
+use vigie_radius::MasterKey;
 
 pub use syslog::{SyslogFormat, cef_line, rfc5424_line};
 
@@ -104,7 +105,12 @@ pub struct Settings {
     /// `smtp://host:25`, `smtp://host:587?tls=required`, `smtps://host`.
     pub smtp_url: Option<String>,
     pub smtp_user: Option<String>,
+    /// Stored sealed ([`seal_smtp_password`]); opened by [`Settings::open_secrets`]
+    /// just before sending.
     pub smtp_password: Option<Secret>,
+    /// Why the stored SMTP password could not be opened (a key file that is
+    /// not the one it was sealed with); email fails with this.
+    pub secret_error: Option<String>,
     /// `udp://host:514` or `tcp://host:514`.
     pub syslog_url: Option<String>,
     pub syslog_format: SyslogFormat,
@@ -159,6 +165,26 @@ impl Settings {
         ))
     }
 
+    /// Opens the sealed SMTP password with the manager's key. A value
+    /// without the prefix was stored by an older version in clear: used as
+    /// is (saving the settings again seals it).
+    pub fn open_secrets(mut self, key: &MasterKey, org: &str) -> Settings {
+        if let Some(Secret(stored)) = &self.smtp_password
+            && let Some(sealed) = stored.strip_prefix(SEALED_PREFIX)
+        {
+            match key.open(sealed, &smtp_context(org)) {
+                Ok(plain) => {
+                    self.smtp_password = Some(Secret(String::from_utf8_lossy(&plain).into_owned()))
+                }
+                Err(e) => {
+                    self.smtp_password = None;
+                    self.secret_error = Some(format!("the SMTP password cannot be read: {e:#}"));
+                }
+            }
+        }
+        self
+    }
+
     /// The channels an alert of this level goes to.
     pub fn channels_for(&self, level: Level) -> Vec<Channel> {
         let mut out = Vec::new();
@@ -176,6 +202,25 @@ impl Settings {
         }
         out
     }
+}
+
+/// Marks a sealed secret in `console_settings`.
+const SEALED_PREFIX: &str = "sealed:";
+
+/// Binds the ciphertext to its row: it cannot be moved to another
+/// organisation's settings.
+fn smtp_context(org: &str) -> String {
+    format!("smtp_password:{org}")
+}
+
+/// The SMTP password as stored: encrypted with the manager's key, which is
+/// kept apart from the database (a database dump does not give the mail
+/// account away).
+pub fn seal_smtp_password(key: &MasterKey, org: &str, password: &str) -> String {
+    format!(
+        "{SEALED_PREFIX}{}",
+        key.seal(password.as_bytes(), &smtp_context(org))
+    )
 }
 
 /// Per-ingest cache of organisations' settings (one query per organisation
@@ -271,14 +316,14 @@ pub async fn run(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = send_due(&core.store, &http).await {
+        if let Err(e) = send_due(&core.store, &core.secrets, &http).await {
             tracing::warn!("notifications: {e:#}");
         }
     }
 }
 
 /// Claim up to 20 due notifications and send them.
-pub async fn send_due(store: &Store, http: &reqwest::Client) -> Result<usize> {
+pub async fn send_due(store: &Store, key: &MasterKey, http: &reqwest::Client) -> Result<usize> {
     let now = now_ms();
     // The outer conditions repeat the inner ones so that, under concurrent
     // managers on PostgreSQL, a row another manager has just claimed is not
@@ -294,7 +339,10 @@ pub async fn send_due(store: &Store, http: &reqwest::Client) -> Result<usize> {
         let (id, org, alert_id, channel, attempts): (String, String, String, String, i64) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         if !settings.contains_key(&org) {
-            settings.insert(org.clone(), Settings::load(&store.pool, &org).await?);
+            let s = Settings::load(&store.pool, &org)
+                .await?
+                .open_secrets(key, &org);
+            settings.insert(org.clone(), s);
         }
         let result = match Channel::parse(&channel) {
             Some(ch) => {
@@ -387,6 +435,36 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn smtp_password_is_sealed_per_organisation() {
+        let key = MasterKey::from_bytes([7; 32]);
+        let stored = seal_smtp_password(&key, "mairie", "hunter2-smtp");
+        assert!(stored.starts_with(SEALED_PREFIX));
+        assert!(
+            !stored.contains("hunter2"),
+            "never in clear in the database"
+        );
+        let open = |org: &str, value: &str, key: &MasterKey| {
+            settings(&[("smtp_password", value)]).open_secrets(key, org)
+        };
+        let s = open("mairie", &stored, &key);
+        assert_eq!(s.smtp_password.unwrap().0, "hunter2-smtp");
+        assert!(s.secret_error.is_none());
+        // Moved to another organisation's row, or another key: refused
+        // with a reason, and the reason does not carry the secret.
+        for s in [
+            open("other", &stored, &key),
+            open("mairie", &stored, &MasterKey::from_bytes([8; 32])),
+        ] {
+            assert!(s.smtp_password.is_none());
+            let e = s.secret_error.unwrap();
+            assert!(e.contains("SMTP password") && !e.contains("hunter2"), "{e}");
+        }
+        // A value stored in clear by an older version still works.
+        let s = open("mairie", "legacy-clear", &key);
+        assert_eq!(s.smtp_password.unwrap().0, "legacy-clear");
     }
 
     #[test]
