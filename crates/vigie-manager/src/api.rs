@@ -661,7 +661,11 @@ async fn search_events(
 }
 
 async fn list_audit(State(core): State<AppState>, auth: Auth) -> ApiResult {
-    ok(json!({"audit": core.store.list_audit(&auth.0.org, 1000).await?}))
+    let audit = core
+        .store
+        .audit_view(&auth.0.org, &core.default_org, 1000)
+        .await?;
+    ok(json!({ "audit": audit }))
 }
 
 async fn list_tokens(State(core): State<AppState>, auth: Auth) -> ApiResult {

@@ -123,6 +123,9 @@ pub struct Core {
     /// The manager's secret key (`DATA/keys/mfa.key`, apart from the
     /// database): seals TOTP secrets and the SMTP password.
     pub secrets: vigie_radius::MasterKey,
+    /// The organisation created at first start; it runs the VPN service, so
+    /// its audit view includes the service's own log.
+    pub default_org: String,
 }
 
 impl Core {
@@ -471,6 +474,7 @@ impl Manager {
             counters: Counters::default(),
             shutting_down: Default::default(),
             secrets,
+            default_org: config.default_org.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -605,6 +605,50 @@ impl Store {
             .collect())
     }
 
+    /// The VPN two-factor service's own audit log (`mfa_audit`: what `vigie
+    /// mfa ...` and `vigie radius` did on this data folder or database), in
+    /// the shape of [`Store::list_audit`], newest first. Empty when the
+    /// service's tables do not exist yet. The service's own entries (actor
+    /// "radius": lockouts) are left out: the manager that runs the service
+    /// audits those itself, in the NAS client's organisation.
+    pub async fn list_mfa_audit(&self, limit: i64) -> Result<Vec<Value>> {
+        let rows = match sqlx::query(
+            "SELECT id, time, actor, action, target, detail FROM mfa_audit WHERE actor <> 'radius' ORDER BY time DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e)) if e.message().contains("mfa_audit") => return Ok(vec![]),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let detail: String = r.get(5);
+                // mfa_audit keeps seconds; the manager's audit milliseconds.
+                json!({"id": r.get::<String, _>(0), "time": r.get::<i64, _>(1) * 1000,
+                "actor": r.get::<String, _>(2), "action": r.get::<String, _>(3),
+                "target": r.get::<String, _>(4), "reason": "", "outcome": "done",
+                "details": serde_json::from_str::<Value>(&detail).unwrap_or(Value::String(detail))})
+            })
+            .collect())
+    }
+
+    /// The audit log an organisation's administrators see: theirs, and for
+    /// the default organisation (the one that runs the VPN service) the
+    /// service's own entries too, merged newest first.
+    pub async fn audit_view(&self, org: &str, default_org: &str, limit: i64) -> Result<Vec<Value>> {
+        let mut all = self.list_audit(org, limit).await?;
+        if org == default_org {
+            all.extend(self.list_mfa_audit(limit).await?);
+            all.sort_by_key(|e| std::cmp::Reverse(e["time"].as_i64().unwrap_or(0)));
+            all.truncate(limit.max(0) as usize);
+        }
+        Ok(all)
+    }
+
     // ---- alerts, incidents, events
 
     pub async fn list_alerts(

@@ -192,6 +192,23 @@ async fn vpn_attacks_reach_the_api(db: Db) {
     assert_eq!(lockouts.len(), 1, "{lockouts:#?}");
     assert_eq!(lockouts[0]["actor"], "radius");
     assert_eq!(lockouts[0]["target"], "victim");
+    // The administration of the VPN users (`vigie mfa ...`, here the
+    // setup's enrolment) shows in the same audit view, newest first.
+    let enrolments: Vec<&Value> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "mfa.user.enroll" && a["target"] == "victim")
+        .collect();
+    assert_eq!(enrolments.len(), 1, "{audit:#}");
+    assert_eq!(enrolments[0]["actor"], "test");
+    let times: Vec<i64> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["time"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
     assert_eq!(
         m.h()
             .core

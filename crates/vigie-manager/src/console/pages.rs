@@ -1314,7 +1314,7 @@ pub async fn audit(State(st): State<ConsoleState>, ctx: Ctx) -> Page {
     let entries = st
         .core
         .store
-        .list_audit(&ctx.session.org, 500)
+        .audit_view(&ctx.session.org, &st.core.default_org, 500)
         .await
         .map_err(ie(l))?;
     let content = html! {
