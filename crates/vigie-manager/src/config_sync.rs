@@ -14,7 +14,7 @@
 //! A failed update is not resent until the desired state changes again
 //! (resending the same broken bundle every few seconds helps nobody).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use serde_json::json;
@@ -159,11 +159,13 @@ pub async fn sync(core: &Core, connected: &[String]) -> Result<usize> {
     )
     .fetch_all(&core.store.pool)
     .await?;
+    // Thousands of hosts every few seconds: a set, not a scan per host.
+    let connected: HashSet<&str> = connected.iter().map(String::as_str).collect();
     let mut wanted: HashMap<(String, String), Desired> = HashMap::new();
     let mut sent = 0;
     for r in rows {
         let host: String = r.get(0);
-        if !connected.contains(&host) {
+        if !connected.contains(host.as_str()) {
             continue;
         }
         let (org, group): (String, String) = (r.get(1), r.get(2));
