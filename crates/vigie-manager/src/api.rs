@@ -862,24 +862,20 @@ async fn set_rule_enabled(
         return Err(bad("give enabled and/or groups"));
     }
     let groups = match &b.groups {
-        Some(g)
-            if g.iter()
-                .any(|n| n.trim().is_empty() || n.contains(',') || n.len() > 200) =>
-        {
-            return Err(bad("group names: 1 to 200 characters, no comma"));
+        Some(g) => {
+            Some(crate::console::queries::rule_groups(g.iter().map(String::as_str)).map_err(bad)?)
         }
-        Some(g) => Some(g.iter().map(|n| n.trim()).collect::<Vec<_>>().join(",")),
         None => None,
     };
-    let r = sqlx::query("UPDATE console_rules SET enabled = COALESCE($1, enabled), groups = COALESCE($2, groups) WHERE org_id = $3 AND id = $4")
-        .bind(b.enabled.map(|e| e as i64))
-        .bind(groups.as_deref())
-        .bind(&auth.0.org)
-        .bind(&id)
-        .execute(&core.store.pool)
-        .await
-        .map_err(anyhow::Error::from)?;
-    if r.rows_affected() != 1 {
+    if !crate::console::queries::update_rule(
+        &core.store,
+        &auth.0.org,
+        &id,
+        b.enabled,
+        groups.as_deref(),
+    )
+    .await?
+    {
         return Err(not_found("rule"));
     }
     if let Some(e) = b.enabled {

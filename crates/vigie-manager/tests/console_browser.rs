@@ -597,6 +597,43 @@ async fn browse(
     assert!(!errline.text().await.unwrap().is_empty());
     shot(c, "rule-error").await;
 
+    // The corrected rule is saved; it goes to one host group only.
+    let source = c.find(Locator::Css("#source")).await.unwrap();
+    source.clear().await.unwrap();
+    source
+        .send_keys(&broken.replace("endswithh", "endswith"))
+        .await
+        .unwrap();
+    click(c, "form[action='/console/rules'] button").await;
+    let field = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("form[action$='/groups'] input[name=groups]"))
+        .await
+        .expect("the saved rule is listed with its groups");
+    field.send_keys("compta, mairie-annexe").await.unwrap();
+    click(c, "form[action$='/groups'] button").await;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("p.flash"))
+        .await
+        .unwrap();
+    let (_, rules) = m.get("/api/v1/rules", Some(&m.admin_token)).await;
+    assert_eq!(
+        rules["rules"][0]["groups"],
+        serde_json::json!(["compta", "mairie-annexe"]),
+        "{rules:#}"
+    );
+    let (_, audit) = m.get("/api/v1/audit", Some(&m.admin_token)).await;
+    assert!(
+        audit["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "assign_rule" && a["reason"] == "compta,mairie-annexe"),
+        "{audit:#}"
+    );
+
     // The same console in French.
     c.goto(&format!("{base}/console/lang?to=fr&back=/console/"))
         .await

@@ -277,6 +277,13 @@ pub const TABLE: &[(&str, &str, &str)] = &[
     ("acknowledge", "Acknowledge", "Prendre en compte"),
     ("close", "Close", "Fermer"),
     ("assign", "Assign", "Assigner"),
+    ("rule_groups", "Host groups", "Groupes de postes"),
+    ("all_groups", "all groups", "tous les groupes"),
+    (
+        "rule_groups_help",
+        "Comma-separated host groups that get this rule; empty for every group",
+        "Groupes de postes qui reçoivent cette règle, séparés par des virgules ; vide pour tous",
+    ),
     ("comment", "Comment", "Commentaire"),
     ("comments", "Comments", "Commentaires"),
     ("apply", "Apply", "Appliquer"),

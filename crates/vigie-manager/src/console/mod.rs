@@ -375,6 +375,7 @@ pub fn router(st: ConsoleState) -> Router {
         )
         .route("/console/rules", get(pages::rules).post(pages::rule_upload))
         .route("/console/rules/{id}/toggle", post(pages::rule_toggle))
+        .route("/console/rules/{id}/groups", post(pages::rule_groups))
         .route("/console/policies", get(pages::policies))
         .route(
             "/console/vpn-users",

@@ -975,12 +975,22 @@ fn rules_page(
     let content = html! {
         (flash(l, msg))
         table {
-            thead { tr { th scope="col" { (l.t("title")) } th scope="col" { (l.t("status")) } th scope="col" { (l.t("uploaded_by")) } th scope="col" { (l.t("time")) } th scope="col" { (l.t("action")) } } }
+            thead { tr { th scope="col" { (l.t("title")) } th scope="col" { (l.t("status")) } th scope="col" { (l.t("rule_groups")) } th scope="col" { (l.t("uploaded_by")) } th scope="col" { (l.t("time")) } th scope="col" { (l.t("action")) } } }
             tbody {
                 @for r in rules {
+                    @let groups = r["groups"].as_array().map(|g| g.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
                     tr {
                         td { (s(r, "title")) }
                         td { @if r["enabled"] == json!(true) { (l.t("enabled")) } @else { (l.t("disabled")) } }
+                        td {
+                            @if ctx.can("admin") {
+                                form.inline method="post" action={ "/console/rules/" (s(r, "id")) "/groups" } { (csrf(ctx))
+                                    @let field = format!("groups-{}", s(r, "id"));
+                                    label.visually-hidden for=(field) { (l.t("rule_groups")) }
+                                    input id=(field) name="groups" type="text" size="20" value=(groups) placeholder=(l.t("all_groups")) title=(l.t("rule_groups_help"));
+                                    " " button type="submit" { (l.t("assign")) } }
+                            } @else if groups.is_empty() { (l.t("all_groups")) } @else { (groups) }
+                        }
                         td { (s(r, "uploaded_by")) }
                         td { (time(r["uploaded_at"].as_i64().unwrap_or(0))) }
                         td { @if ctx.can("admin") {
@@ -988,7 +998,7 @@ fn rules_page(
                                 button type="submit" { @if r["enabled"] == json!(true) { (l.t("disable")) } @else { (l.t("enable")) } } } } }
                     }
                 }
-                @if rules.is_empty() { tr { td colspan="5" { (l.t("none")) } } }
+                @if rules.is_empty() { tr { td colspan="6" { (l.t("none")) } } }
             }
         }
         h2 #upload { (l.t("upload_rule")) }
@@ -1072,6 +1082,44 @@ pub async fn rule_upload(
     .map_err(ie(l))?;
     admin_audit(&st, &ctx, "upload_rule", &id, &title).await?;
     Ok(Redirect::to("/console/rules?msg=rule_saved").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RuleGroupsForm {
+    #[serde(default)]
+    csrf: String,
+    /// Comma-separated host group names; empty: every group.
+    #[serde(default)]
+    groups: String,
+}
+
+/// Assign an uploaded rule to host groups (the agents of those groups get
+/// it at the next configuration sync).
+pub async fn rule_groups(
+    State(st): State<ConsoleState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<RuleGroupsForm>,
+) -> Page {
+    ctx.check_csrf(&f.csrf)?;
+    ctx.require("admin")?;
+    let l = ctx.lang;
+    let names = f.groups.split(',').map(str::trim).filter(|g| !g.is_empty());
+    let groups =
+        queries::rule_groups(names).map_err(|_| ctx.error(StatusCode::BAD_REQUEST, "error"))?;
+    if !queries::update_rule(&st.core.store, &ctx.session.org, &id, None, Some(&groups))
+        .await
+        .map_err(ie(l))?
+    {
+        return Err(ctx.error(StatusCode::NOT_FOUND, "not_found"));
+    }
+    let what = if groups.is_empty() {
+        "all groups"
+    } else {
+        groups.as_str()
+    };
+    admin_audit(&st, &ctx, "assign_rule", &id, what).await?;
+    Ok(Redirect::to("/console/rules?msg=updated").into_response())
 }
 
 pub async fn rule_toggle(

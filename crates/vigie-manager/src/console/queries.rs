@@ -233,6 +233,40 @@ pub async fn add_rule(s: &Store, org: &str, title: &str, source: &str, by: &str)
     Ok(id)
 }
 
+/// A rule's host groups as stored (comma-separated; empty: every group),
+/// from names as typed; an error says what is wrong.
+pub fn rule_groups<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<String, &'static str> {
+    let mut out: Vec<&str> = Vec::new();
+    for n in names.into_iter().map(str::trim) {
+        if n.is_empty() || n.contains(',') || n.len() > 200 {
+            return Err("group names: 1 to 200 characters, no comma");
+        }
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out.join(","))
+}
+
+/// Enable/disable a rule and/or set its groups (stored form, see
+/// [`rule_groups`]); false if there is no such rule.
+pub async fn update_rule(
+    s: &Store,
+    org: &str,
+    id: &str,
+    enabled: Option<bool>,
+    groups: Option<&str>,
+) -> Result<bool> {
+    let r = sqlx::query("UPDATE console_rules SET enabled = COALESCE($1, enabled), groups = COALESCE($2, groups) WHERE org_id = $3 AND id = $4")
+        .bind(enabled.map(|e| e as i64))
+        .bind(groups)
+        .bind(org)
+        .bind(id)
+        .execute(&s.pool)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Flip a rule's state; returns the new state, None if no such rule.
 pub async fn toggle_rule(s: &Store, org: &str, id: &str) -> Result<Option<bool>> {
     let r =
