@@ -398,3 +398,33 @@ fn every_rule_fires_on_its_event_and_not_on_a_near_miss() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// A correlation fires once per group and window (the pack's rules set
+/// `rsigma.suppress` to their timespan): eight discovery tools in a row
+/// give one "Discovery Burst", not four; after the window, a new burst
+/// fires again.
+#[test]
+fn correlations_fire_once_per_window() {
+    let (engine, _) = Engine::load(&[rules_dir()]);
+    let tools = [
+        "/usr/bin/whoami",
+        "/usr/bin/id",
+        "/usr/bin/uname",
+        "/usr/bin/hostname",
+        "/usr/sbin/ip",
+        "/usr/bin/ps",
+        "/usr/bin/w",
+        "/usr/bin/last",
+    ];
+    let mut d = engine.detector();
+    let mut count = |from: i64| {
+        tools
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| d.process(&exec(t, t, "/bin/bash", 555, from + i as i64)))
+            .filter(|a| a.rule.name == "Discovery Burst")
+            .count()
+    };
+    assert_eq!(count(0), 1, "one alert for one burst");
+    assert_eq!(count(600), 1, "a burst ten minutes later is new");
+}
