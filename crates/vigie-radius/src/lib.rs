@@ -6,6 +6,8 @@
 //! * [`crypto`]: the key file (`DIR/keys/mfa.key`) sealing secrets at rest, argon2id.
 //! * [`store`]: [`Store`], users, NAS clients, VPN sessions and audit in `mfa_`
 //!   tables (SQLite or PostgreSQL through sqlx).
+//! * [`radsec`]: RADIUS over TLS (RFC 6614), and [`radius11`]: RADIUS/1.1
+//!   (RFC 9765) for RadSec clients that negotiate it by ALPN.
 //! * [`server`]: [`Server`], the RADIUS service; every attempt becomes a
 //!   `vigie_event::Event` handed to an [`EventSink`].
 
@@ -15,6 +17,7 @@ pub mod credcache;
 pub mod crypto;
 pub mod ldap;
 pub mod packet;
+pub mod radius11;
 pub mod radsec;
 pub mod server;
 pub mod standalone;

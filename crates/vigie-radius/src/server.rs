@@ -76,6 +76,11 @@ pub struct Client {
     pub require_message_authenticator: bool,
     /// The manager's organisation for this gateway's logins (`None`: default).
     pub org: Option<String>,
+    /// Set on the per-request copy for a RadSec connection that negotiated
+    /// RADIUS/1.1 (RFC 9765, see [`crate::radius11`]): no shared secret, no
+    /// MD5, no Message-Authenticator; the Token replaces Identifier and
+    /// Authenticator.
+    pub radius11: bool,
 }
 
 #[derive(Clone)]
@@ -213,6 +218,7 @@ impl Server {
                 transport: c.transport,
                 require_message_authenticator: c.require_message_authenticator,
                 org: c.org,
+                radius11: false,
             }));
         }
         // Most specific network first, so a /32 wins over a /24.
@@ -278,19 +284,39 @@ impl Server {
 
     /// A packet received over RadSec: the shared secret is "radsec" (RFC 6614 §2.3).
     pub async fn handle_radsec(&self, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let client = self.radsec_client(src, false)?;
+        self.handle_for(raw, src, &client).await
+    }
+
+    /// A packet received on a RadSec connection that negotiated RADIUS/1.1
+    /// (RFC 9765). Duplicates are the connection's business (the Token is
+    /// only unique per connection): see [`crate::radsec`].
+    pub async fn handle_radius11(&self, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let client = self.radsec_client(src, true)?;
+        let pkt = match crate::radius11::decode(raw) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%src, client = %client.name, error = %e, "malformed RADIUS/1.1 packet dropped");
+                return None;
+            }
+        };
+        self.handle_packet(raw, &pkt, &client, src).await
+    }
+
+    fn radsec_client(&self, src: SocketAddr, radius11: bool) -> Option<Client> {
         let Some(c) = self.client_for(src.ip()) else {
             tracing::warn!(%src, "RadSec packet from an unknown client dropped");
             return None;
         };
-        let client = Client {
+        Some(Client {
             name: c.name.clone(),
             net: c.net,
             secret: Zeroizing::new(b"radsec".to_vec()),
             transport: c.transport,
             require_message_authenticator: c.require_message_authenticator,
             org: c.org.clone(),
-        };
-        self.handle_for(raw, src, &client).await
+            radius11,
+        })
     }
 
     async fn handle_for(&self, raw: &[u8], src: SocketAddr, client: &Client) -> Option<Vec<u8>> {
@@ -341,7 +367,13 @@ impl Server {
         client: &Client,
         src: SocketAddr,
     ) -> Option<Vec<u8>> {
-        let ma = packet::verify_request_message_authenticator(raw, &client.secret);
+        // RADIUS/1.1: TLS authenticates every packet; Message-Authenticator
+        // was already discarded by the decoder (RFC 9765 §5.2).
+        let ma = if client.radius11 {
+            MessageAuth::Valid
+        } else {
+            packet::verify_request_message_authenticator(raw, &client.secret)
+        };
         match pkt.code {
             code::ACCESS_REQUEST | code::STATUS_SERVER => {
                 match ma {
@@ -370,7 +402,7 @@ impl Server {
                 self.finish(resp, pkt, client)
             }
             code::ACCOUNTING_REQUEST => {
-                if !packet::verify_accounting_request(raw, &client.secret)
+                if (!client.radius11 && !packet::verify_accounting_request(raw, &client.secret))
                     || ma == MessageAuth::Invalid
                 {
                     tracing::warn!(%src, client = %client.name, "bad accounting authenticator: dropped");
@@ -396,7 +428,12 @@ impl Server {
         for ps in req.get_all(attr::PROXY_STATE) {
             resp.push(attr::PROXY_STATE, ps.to_vec());
         }
-        match packet::encode_response(resp, &req.authenticator, &client.secret) {
+        let encoded = if client.radius11 {
+            crate::radius11::encode(resp, crate::radius11::token(req))
+        } else {
+            packet::encode_response(resp, &req.authenticator, &client.secret)
+        };
+        match encoded {
             Ok(b) => Some(b),
             Err(e) => {
                 tracing::error!(error = %e, "encoding answer failed");
@@ -498,8 +535,12 @@ impl Server {
                 "request",
             );
         };
-        let Some(field) = packet::unhide_password(hidden, &client.secret, &pkt.authenticator)
-        else {
+        let field = if client.radius11 {
+            crate::radius11::user_password(hidden)
+        } else {
+            packet::unhide_password(hidden, &client.secret, &pkt.authenticator)
+        };
+        let Some(field) = field else {
             return reject("malformed User-Password", "request");
         };
         if let Some(src) = calling
