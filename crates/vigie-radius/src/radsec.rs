@@ -1,19 +1,33 @@
 //! RadSec: RADIUS over TLS (RFC 6614), port 2083 by default. Clients present
 //! a certificate signed by the configured CA and must also be a registered
 //! NAS client by address; the RADIUS shared secret is "radsec" as the RFC says.
+//!
+//! RADIUS/1.1 (RFC 9765): the server offers the ALPN protocols "radius/1.1"
+//! and "radius/1.0" ([`Radius11`] decides which). A client that negotiates
+//! "radius/1.1" (over TLS 1.3) gets RADIUS/1.1 framing ([`crate::radius11`]);
+//! one that offers no ALPN or "radius/1.0" gets historic RADIUS/TLS; one that
+//! offers only protocols we do not serve gets the no_application_protocol
+//! alert from rustls. Session resumption is off: a resumed session could
+//! otherwise negotiate down from RADIUS/1.1 (RFC 9765 §3.5), and RadSec
+//! connections are long-lived, so it saves nothing worth that.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 use crate::packet;
+pub use crate::radius11::Radius11;
+use crate::radius11::{self as r11, ALPN_1_1};
 use crate::server::Server;
 
 #[derive(Debug, Clone)]
@@ -23,6 +37,8 @@ pub struct RadsecOptions {
     pub key: PathBuf,
     /// CA that signs client certificates.
     pub client_ca: PathBuf,
+    /// RADIUS/1.1 (RFC 9765): allow (default), require or forbid.
+    pub radius11: Radius11,
 }
 
 pub fn acceptor(o: &RadsecOptions) -> Result<TlsAcceptor> {
@@ -43,10 +59,19 @@ pub fn acceptor(o: &RadsecOptions) -> Result<TlsAcceptor> {
         provider.clone(),
     )
     .build()?;
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+    // RADIUS/1.1 needs TLS 1.3 (RFC 9765 §3.4); historic RadSec clients
+    // may still speak TLS 1.2 unless RADIUS/1.1 is required.
+    let versions: &[&rustls::SupportedProtocolVersion] = match o.radius11 {
+        Radius11::Require => &[&rustls::version::TLS13],
+        _ => rustls::DEFAULT_VERSIONS,
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
+    config.alpn_protocols = o.radius11.alpn_protocols();
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -64,43 +89,124 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let server = server.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::warn!(%peer, error = %e, "RadSec handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%peer, "RadSec handshake timed out");
-                    return;
-                }
-            };
-            let (mut rd, mut wr) = tokio::io::split(tls);
-            let mut buf = vec![0u8; packet::MAX_LEN];
-            loop {
-                if rd.read_exact(&mut buf[..4]).await.is_err() {
-                    return;
-                }
-                let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
-                if !(packet::MIN_LEN..=packet::MAX_LEN).contains(&len) {
-                    // The stream cannot be resynchronised after a bad length.
-                    tracing::warn!(%peer, len, "bad RadSec packet length: closing");
-                    return;
-                }
-                if rd.read_exact(&mut buf[4..len]).await.is_err() {
-                    return;
-                }
-                if let Some(resp) = server.handle_radsec(&buf[..len], peer).await
-                    && wr.write_all(&resp).await.is_err()
-                {
-                    return;
-                }
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        // Among others: no common ALPN protocol (the client got
+                        // the no_application_protocol alert).
+                        tracing::warn!(%peer, error = %e, "RadSec handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "RadSec handshake timed out");
+                        return;
+                    }
+                };
+            let conn = tls.get_ref().1;
+            let radius11 = conn.alpn_protocol() == Some(ALPN_1_1);
+            let offered_alpn = conn.alpn_protocol().is_some();
+            let tls13 = conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+            let required = acceptor.config().alpn_protocols == [ALPN_1_1.to_vec()];
+            let (rd, mut wr) = tokio::io::split(tls);
+            if radius11 && !tls13 {
+                tracing::warn!(%peer, "RADIUS/1.1 negotiated over TLS 1.2: closed (RFC 9765 needs TLS 1.3)");
+                let _ = wr.shutdown().await;
+                return;
+            }
+            if required && !radius11 {
+                // rustls only sends no_application_protocol when the client
+                // offered ALPN; without ALPN, say why in the tunnel (RFC 9765
+                // §3.4.1 allows this Protocol-Error), then close.
+                tracing::warn!(%peer, offered_alpn, "RadSec client without RADIUS/1.1 closed (radius11 = require)");
+                let _ = wr.write_all(&r11::alpn_required_error()).await;
+                let _ = wr.shutdown().await;
+                return;
+            }
+            tracing::debug!(%peer, radius11, "RadSec connection");
+            if radius11 {
+                serve_radius11(&server, rd, wr, peer).await;
+            } else {
+                serve_radius10(&server, rd, wr, peer).await;
             }
         });
+    }
+}
+
+/// Read one RADIUS packet from the stream into `buf`; `None` at the end of
+/// the stream or on a bad length (the stream cannot be resynchronised).
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut [u8],
+    peer: SocketAddr,
+) -> Option<usize> {
+    rd.read_exact(&mut buf[..4]).await.ok()?;
+    let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
+    if !(packet::MIN_LEN..=packet::MAX_LEN).contains(&len) {
+        tracing::warn!(%peer, len, "bad RadSec packet length: closing");
+        return None;
+    }
+    rd.read_exact(&mut buf[4..len]).await.ok()?;
+    Some(len)
+}
+
+/// Historic RADIUS/TLS: RADIUS packets with the shared secret "radsec".
+async fn serve_radius10<R, W>(server: &Server, mut rd: R, mut wr: W, peer: SocketAddr)
+where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; packet::MAX_LEN];
+    while let Some(len) = read_packet(&mut rd, &mut buf, peer).await {
+        if let Some(resp) = server.handle_radsec(&buf[..len], peer).await
+            && wr.write_all(&resp).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// How long an answer is kept for a repeated Token, and how many at most.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
+const DUPLICATE_MAX: usize = 65_536;
+
+/// RADIUS/1.1. Duplicates are detected on the Token alone and per
+/// connection (RFC 9765 §4.2.2): a request whose Token was already answered
+/// on this connection gets the same answer again and is not processed twice
+/// (that would count a failure twice or burn a code).
+async fn serve_radius11<R, W>(server: &Server, mut rd: R, mut wr: W, peer: SocketAddr)
+where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; packet::MAX_LEN];
+    let mut answered: HashMap<r11::Token, (Instant, Vec<u8>)> = HashMap::new();
+    while let Some(len) = read_packet(&mut rd, &mut buf, peer).await {
+        let token: r11::Token = [buf[4], buf[5], buf[6], buf[7]];
+        let now = Instant::now();
+        let resp = match answered.get(&token) {
+            Some((t, cached)) if now.duration_since(*t) < DUPLICATE_WINDOW => {
+                tracing::debug!(%peer, token = %hex::encode(token), "duplicate RADIUS/1.1 request");
+                Some(cached.clone())
+            }
+            _ => {
+                let resp = server.handle_radius11(&buf[..len], peer).await;
+                if let Some(r) = &resp {
+                    if answered.len() >= DUPLICATE_MAX {
+                        answered.retain(|_, (t, _)| now.duration_since(*t) < DUPLICATE_WINDOW);
+                        if answered.len() >= DUPLICATE_MAX {
+                            answered.clear();
+                        }
+                    }
+                    answered.insert(token, (now, r.clone()));
+                }
+                resp
+            }
+        };
+        if let Some(resp) = resp
+            && wr.write_all(&resp).await.is_err()
+        {
+            return;
+        }
     }
 }

@@ -58,6 +58,16 @@ pub struct Service {
     /// CA (PEM) that signs the gateways' client certificates for RadSec.
     #[arg(long, value_name = "FILE", requires = "radsec")]
     tls_client_ca: Option<PathBuf>,
+    /// RADIUS/1.1 (RFC 9765, ALPN "radius/1.1": no MD5, no shared secret) on
+    /// RadSec: allow (gateways that offer it get it, the others historic
+    /// RadSec), require (TLS 1.3 and RADIUS/1.1 only), forbid.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "allow",
+        requires = "radsec"
+    )]
+    radius11: vigie_radius::radsec::Radius11,
     /// LDAP / Active Directory for users added with `--ldap`: ldap://host or ldaps://host.
     #[arg(long, value_name = "URL")]
     ldap_url: Option<String>,
@@ -85,6 +95,7 @@ impl Service {
                     cert,
                     key,
                     client_ca,
+                    radius11: self.radius11,
                 })
             }
             (None, ..) => None,
