@@ -450,3 +450,29 @@ async fn radius11_tokens_duplicates_and_hostile_input() {
     s.write_all(&[code::STATUS_SERVER, 0, 0, 5]).await.unwrap();
     assert_eq!(read_packet(&mut s).await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radius11_access_challenge_round_trip() {
+    let f = fixture(CodeTransport::Challenge, true, Config::default()).await;
+    let b32 = f.user("dave", "dave pw").await;
+    let d = f.dir.path();
+    write_certs(d);
+    let l = listen(&f, Radius11::Require).await;
+    let mut s = connect(d, l.port, &[ALPN_1_1], TLS13).await.unwrap();
+
+    // The password alone: an Access-Challenge with a State, Token echoed.
+    let c = exchange11(&mut s, [7, 0, 0, 1], access_request("dave", b"dave pw")).await;
+    assert_eq!(c.code, code::ACCESS_CHALLENGE, "{:?}", reasons(&f));
+    let state = c.get(attr::STATE).expect("a State").to_vec();
+    // The code with that State: accepted; the State is single-use.
+    let mut answer = access_request("dave", oathtool(&b32, 0).as_bytes());
+    answer.push(attr::STATE, state.clone());
+    let a = exchange11(&mut s, [7, 0, 0, 2], answer.clone()).await;
+    assert_eq!(a.code, code::ACCESS_ACCEPT, "{:?}", reasons(&f));
+    let a = exchange11(&mut s, [7, 0, 0, 3], answer).await;
+    assert_eq!(a.code, code::ACCESS_REJECT);
+    assert_eq!(
+        reasons(&f),
+        vec![None, Some("invalid or expired challenge".into())]
+    );
+}
