@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -125,7 +125,7 @@ pub async fn serve(
             }
             tracing::debug!(%peer, radius11, "RadSec connection");
             if radius11 {
-                serve_radius11(&server, rd, wr, peer).await;
+                serve_radius11(server, rd, wr, peer).await;
             } else {
                 serve_radius10(&server, rd, wr, peer).await;
             }
@@ -169,44 +169,96 @@ where
 /// How long an answer is kept for a repeated Token, and how many at most.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
 const DUPLICATE_MAX: usize = 65_536;
+/// Requests of one RADIUS/1.1 connection processed at once; past that the
+/// connection is not read until one finishes (back-pressure on the client).
+const IN_FLIGHT_MAX: usize = 64;
 
-/// RADIUS/1.1. Duplicates are detected on the Token alone and per
-/// connection (RFC 9765 §4.2.2): a request whose Token was already answered
-/// on this connection gets the same answer again and is not processed twice
-/// (that would count a failure twice or burn a code).
-async fn serve_radius11<R, W>(server: &Server, mut rd: R, mut wr: W, peer: SocketAddr)
+/// Tokens seen on one connection: when, and the answer (`None` while the
+/// request is being processed).
+type Seen = HashMap<r11::Token, (Instant, Option<Vec<u8>>)>;
+
+/// RADIUS/1.1. The Token lets a client keep many requests outstanding on
+/// one connection, so each request runs in its own task (a password check
+/// must not hold up the others) and answers go out as they are ready.
+/// Duplicates are detected on the Token alone and per connection (RFC 9765
+/// §4.2.2): a request whose Token was answered on this connection gets the
+/// same answer again, one still being processed is ignored (its answer is
+/// coming), and neither is processed twice (that would count a failure
+/// twice or burn a code).
+async fn serve_radius11<R, W>(server: Arc<Server>, mut rd: R, mut wr: W, peer: SocketAddr)
 where
     R: AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(IN_FLIGHT_MAX);
+    let writer = tokio::spawn(async move {
+        while let Some(answer) = rx.recv().await {
+            if wr.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
     let mut buf = vec![0u8; packet::MAX_LEN];
-    let mut answered: HashMap<r11::Token, (Instant, Vec<u8>)> = HashMap::new();
     while let Some(len) = read_packet(&mut rd, &mut buf, peer).await {
         let token: r11::Token = [buf[4], buf[5], buf[6], buf[7]];
         let now = Instant::now();
-        let resp = match answered.get(&token) {
-            Some((t, cached)) if now.duration_since(*t) < DUPLICATE_WINDOW => {
-                tracing::debug!(%peer, token = %hex::encode(token), "duplicate RADIUS/1.1 request");
-                Some(cached.clone())
-            }
-            _ => {
-                let resp = server.handle_radius11(&buf[..len], peer).await;
-                if let Some(r) = &resp {
-                    if answered.len() >= DUPLICATE_MAX {
-                        answered.retain(|_, (t, _)| now.duration_since(*t) < DUPLICATE_WINDOW);
-                        if answered.len() >= DUPLICATE_MAX {
-                            answered.clear();
-                        }
-                    }
-                    answered.insert(token, (now, r.clone()));
+        let duplicate = {
+            let mut seen = seen.lock().expect("seen lock");
+            match seen.get(&token) {
+                Some((t, answer)) if now.duration_since(*t) < DUPLICATE_WINDOW => {
+                    Some(answer.clone())
                 }
-                resp
+                _ => {
+                    if seen.len() >= DUPLICATE_MAX {
+                        seen.retain(|_, (t, a)| {
+                            a.is_none() || now.duration_since(*t) < DUPLICATE_WINDOW
+                        });
+                    }
+                    if seen.len() >= DUPLICATE_MAX {
+                        // Still full within the window: forget the answers
+                        // (best effort), never the requests in progress.
+                        seen.retain(|_, (_, a)| a.is_none());
+                    }
+                    seen.insert(token, (now, None));
+                    None
+                }
             }
         };
-        if let Some(resp) = resp
-            && wr.write_all(&resp).await.is_err()
-        {
-            return;
+        if let Some(answer) = duplicate {
+            tracing::debug!(%peer, token = %hex::encode(token), "duplicate RADIUS/1.1 request");
+            if let Some(a) = answer
+                && tx.send(a).await.is_err()
+            {
+                break;
+            }
+            continue;
         }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let raw = buf[..len].to_vec();
+        let (server, seen, tx) = (server.clone(), seen.clone(), tx.clone());
+        tokio::spawn(async move {
+            let answer = server.handle_radius11(&raw, peer).await;
+            {
+                let mut seen = seen.lock().expect("seen lock");
+                match &answer {
+                    Some(a) => seen.insert(token, (Instant::now(), Some(a.clone()))),
+                    None => seen.remove(&token),
+                };
+            }
+            if let Some(a) = answer {
+                let _ = tx.send(a).await;
+            }
+            drop(slot);
+        });
     }
+    // The client closed, or sent a bad length: answers still being
+    // computed are written, then the connection closes.
+    drop(tx);
+    drop(rd);
+    let _ = writer.await;
 }

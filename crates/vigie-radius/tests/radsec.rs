@@ -407,6 +407,36 @@ async fn radius11_tokens_duplicates_and_hostile_input() {
     assert_eq!(codes[&vec![0, 0, 0, 2]], code::ACCESS_ACCEPT);
     assert_eq!(codes[&vec![0, 0, 0, 3]], code::ACCESS_REJECT);
 
+    // Requests run side by side: a slow one (a first password check, argon2)
+    // does not hold up a Status-Server sent after it; its duplicate, sent
+    // while it is still being processed, is not processed again nor answered
+    // twice.
+    f.user("erin", "erin pw").await;
+    let slow = radius11::encode(access_request("erin", b"wrong,123456"), [0, 0, 0, 0x10]).unwrap();
+    let mut burst = slow.clone();
+    burst.extend(&slow);
+    burst.extend(radius11::encode(status_server(), [0, 0, 0, 0x11]).unwrap());
+    s.write_all(&burst).await.unwrap();
+    let first = read_packet(&mut s).await.unwrap();
+    assert_eq!(
+        &first[4..8],
+        &[0, 0, 0, 0x11],
+        "Status-Server answered first"
+    );
+    let second = read_packet(&mut s).await.unwrap();
+    assert_eq!(check11(&second, [0, 0, 0, 0x10]).code, code::ACCESS_REJECT);
+    let a = exchange11(&mut s, [0, 0, 0, 0x12], status_server()).await;
+    assert_eq!(
+        a.code,
+        code::ACCESS_ACCEPT,
+        "no second answer to the duplicate"
+    );
+    let wrong = reasons(&f)
+        .iter()
+        .filter(|r| r.as_deref() == Some("wrong password"))
+        .count();
+    assert_eq!(wrong, 1, "the duplicate was not processed");
+
     // A Message-Authenticator (garbage) and an Original-Packet-Code are
     // ignored, not a reason to drop the request (RFC 9765 §5.2, §5.4).
     let mut p = status_server();
