@@ -105,9 +105,14 @@ pub async fn serve(
                 };
             let conn = tls.get_ref().1;
             let radius11 = conn.alpn_protocol() == Some(ALPN_1_1);
-            let offered_alpn = conn.alpn_protocol().is_some();
+            let protocol = match conn.alpn_protocol() {
+                Some(p) => String::from_utf8_lossy(p).into_owned(),
+                None => "none (historic RadSec)".into(),
+            };
             let tls13 = conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-            let required = acceptor.config().alpn_protocols == [ALPN_1_1.to_vec()];
+            // `serve` keeps its signature for its callers: the setting is
+            // read back from the ALPN list `acceptor` built from it.
+            let required = acceptor.config().alpn_protocols == Radius11::Require.alpn_protocols();
             let (rd, mut wr) = tokio::io::split(tls);
             if radius11 && !tls13 {
                 tracing::warn!(%peer, "RADIUS/1.1 negotiated over TLS 1.2: closed (RFC 9765 needs TLS 1.3)");
@@ -118,12 +123,14 @@ pub async fn serve(
                 // rustls only sends no_application_protocol when the client
                 // offered ALPN; without ALPN, say why in the tunnel (RFC 9765
                 // §3.4.1 allows this Protocol-Error), then close.
-                tracing::warn!(%peer, offered_alpn, "RadSec client without RADIUS/1.1 closed (radius11 = require)");
+                tracing::warn!(%peer, "RadSec client without ALPN closed (RADIUS/1.1 is required)");
                 let _ = wr.write_all(&r11::alpn_required_error()).await;
                 let _ = wr.shutdown().await;
                 return;
             }
-            tracing::debug!(%peer, radius11, "RadSec connection");
+            // Tells the administrator when every client speaks RADIUS/1.1
+            // (RFC 9765 §3.3: then set it to require).
+            tracing::info!(%peer, alpn = %protocol, "RadSec connection");
             if radius11 {
                 serve_radius11(server, rd, wr, peer).await;
             } else {
