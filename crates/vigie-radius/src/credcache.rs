@@ -1,3 +1,6 @@
+//! In-memory caches of the warm login path: [`CredentialCache`] (passwords
+//! verified by argon2id) and [`UserCache`] (user records, see there).
+//!
 //! Verified-credential cache: after a password passed the argon2id check, a
 //! keyed hash of it is kept in memory for a while, so that the user's next
 //! logins (VPN reconnections, renegotiations) cost a microsecond instead of
@@ -20,13 +23,15 @@
 //! to zero (`Config::credential_cache_ttl`) to disable the cache.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
+
+use crate::store::UserRecord;
 
 /// More users than any single RADIUS server serves; a bound against memory abuse.
 const MAX_ENTRIES: usize = 200_000;
@@ -105,6 +110,79 @@ impl CredentialCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Users accepted recently, as read from the database, with the last TOTP
+/// step this server accepted for them: the warm path reads the user here
+/// instead of the database. A copy may be stale (an administrator disabled
+/// the account, another manager accepted a later step): that is safe only
+/// because the server takes nothing from it but an *accept*, and confirms
+/// that accept in the database, in the same statement that records the
+/// step, against the fields it relied on
+/// ([`crate::store::StepUpdate`]). Anything else (a reject, a lockout) is
+/// decided on a fresh read.
+pub struct UserCache {
+    ttl: Duration,
+    max_entries: usize,
+    map: Mutex<HashMap<String, CachedUser>>,
+}
+
+struct CachedUser {
+    record: Arc<UserRecord>,
+    last_step: i64,
+    expires: Instant,
+}
+
+impl UserCache {
+    pub fn new(ttl: Duration) -> UserCache {
+        UserCache {
+            ttl,
+            max_entries: MAX_ENTRIES,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached record and the last step accepted for it.
+    pub fn get(&self, user: &str) -> Option<(Arc<UserRecord>, i64)> {
+        let map = self.map.lock().expect("user cache lock");
+        map.get(user)
+            .filter(|c| c.expires > Instant::now())
+            .map(|c| (c.record.clone(), c.last_step))
+    }
+
+    /// Remember `record` (just accepted at `last_step`).
+    pub fn insert(&self, record: UserRecord, last_step: i64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("user cache lock");
+        if map.len() >= self.max_entries {
+            map.retain(|_, c| c.expires > now);
+            if map.len() >= self.max_entries {
+                map.clear();
+            }
+        }
+        map.insert(
+            record.name.clone(),
+            CachedUser {
+                record: Arc::new(record),
+                last_step,
+                expires: now + self.ttl,
+            },
+        );
+    }
+
+    /// A later step was accepted for `user`.
+    pub fn accepted(&self, user: &str, step: i64) {
+        if let Some(c) = self.map.lock().expect("user cache lock").get_mut(user) {
+            c.last_step = c.last_step.max(step);
+        }
+    }
+
+    pub fn forget(&self, user: &str) {
+        self.map.lock().expect("user cache lock").remove(user);
     }
 }
 

@@ -14,10 +14,13 @@ use tokio::net::UdpSocket;
 use vigie_event::{AuthDetails, AuthEvent, Endpoint, Event, Host, Outcome, Payload, User};
 use zeroize::Zeroizing;
 
-use crate::credcache::CredentialCache;
+use crate::credcache::{CredentialCache, UserCache};
 use crate::crypto::{self, MasterKey};
 use crate::packet::{self, MessageAuth, Packet, attr, code};
-use crate::store::{CodeTransport, LockoutPolicy, SessionUpdate, Store, UserRecord, now_unix};
+use crate::store::{
+    CodeTransport, LockoutPolicy, SessionUpdate, StepUpdate, StepWriter, Store, UserRecord,
+    now_unix,
+};
 use crate::totp;
 
 /// Where authentication events go: the manager's detection engine, or the
@@ -127,8 +130,34 @@ struct Pending {
 }
 
 type DupKey = (SocketAddr, u8, [u8; 16]);
-/// When a request was seen and its answer (`None` while it is being processed).
-type DupCache = HashMap<DupKey, (Instant, Option<Vec<u8>>)>;
+
+/// Most requests remembered for duplicate detection: under a load that
+/// would keep more within the window, the oldest go first.
+const MAX_DUPLICATES: usize = 200_000;
+
+/// Requests seen in the duplicate window (RFC 5080), with their answer
+/// (`None` while being processed), and the same keys in arrival order so
+/// that expiry costs O(1) per request instead of a sweep of the map.
+#[derive(Default)]
+struct DupCache {
+    map: HashMap<DupKey, (Instant, Option<Vec<u8>>)>,
+    order: std::collections::VecDeque<(Instant, DupKey)>,
+}
+
+impl DupCache {
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while let Some(&(t, key)) = self.order.front() {
+            if now.duration_since(t) < window && self.order.len() <= MAX_DUPLICATES {
+                break;
+            }
+            self.order.pop_front();
+            // The key may have been seen again since (its entry is newer).
+            if self.map.get(&key).is_some_and(|(seen, _)| *seen == t) {
+                self.map.remove(&key);
+            }
+        }
+    }
+}
 
 pub struct Server {
     store: Store,
@@ -139,6 +168,12 @@ pub struct Server {
     clients: RwLock<Vec<Arc<Client>>>,
     challenges: Mutex<HashMap<[u8; 16], Pending>>,
     duplicates: Mutex<DupCache>,
+    /// Users accepted recently (the warm path, see [`Server::cached_accept`]).
+    users: UserCache,
+    /// Group commit of accepted TOTP steps.
+    steps: StepWriter,
+    /// Logins accepted on the warm path.
+    warm_accepts: std::sync::atomic::AtomicU64,
     sources: Mutex<HashMap<String, (u32, Instant)>>,
     /// Hash checked for unknown, disabled and locked users so that the answer
     /// takes as long as for a real user.
@@ -182,6 +217,7 @@ impl Server {
         let dummy_hash =
             tokio::task::spawn_blocking(move || crypto::hash_password(&dummy)).await??;
         let (cfg_ttl, hash_workers) = (cfg.credential_cache_ttl, cfg.hash_workers);
+        let steps = StepWriter::spawn(store.clone());
         let s = Arc::new(Server {
             store,
             key,
@@ -190,7 +226,10 @@ impl Server {
             cfg,
             clients: RwLock::new(Vec::new()),
             challenges: Mutex::new(HashMap::new()),
-            duplicates: Mutex::new(HashMap::new()),
+            duplicates: Mutex::new(DupCache::default()),
+            users: UserCache::new(cfg_ttl),
+            steps,
+            warm_accepts: Default::default(),
             sources: Mutex::new(HashMap::new()),
             dummy_hash,
             creds: CredentialCache::new(cfg_ttl),
@@ -202,6 +241,12 @@ impl Server {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Logins accepted on the warm path so far (user and password from
+    /// memory, see [`Server::cached_accept`]).
+    pub fn warm_accepts(&self) -> u64 {
+        self.warm_accepts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-read NAS clients from the store (after `vigie mfa client add`).
@@ -330,31 +375,34 @@ impl Server {
         // RFC 5080 §2.2.2: a retransmission gets the same answer, and is not
         // processed twice (that would count a failure twice or burn a code).
         let key = (src, pkt.identifier, pkt.authenticator);
-        {
+        let seen = {
             let mut d = self.duplicates.lock().expect("dup lock");
             let now = Instant::now();
-            if d.len() > 4096 {
-                let w = self.cfg.duplicate_window;
-                d.retain(|_, (t, _)| now.duration_since(*t) < w);
-            }
-            match d.get(&key) {
+            d.expire(now, self.cfg.duplicate_window);
+            match d.map.get(&key) {
                 Some((t, cached)) if now.duration_since(*t) < self.cfg.duplicate_window => {
                     tracing::debug!(%src, id = pkt.identifier, "duplicate request");
                     return cached.clone();
                 }
                 _ => {
-                    d.insert(key, (now, None));
+                    d.map.insert(key, (now, None));
+                    d.order.push_back((now, key));
+                    now
                 }
             }
-        }
+        };
         let answer = self.handle_packet(raw, &pkt, client, src).await;
         let mut d = self.duplicates.lock().expect("dup lock");
+        // Kept under the time it was first seen: the window counts from there.
         match &answer {
+            // Unless it already left the window (then its order entry is gone too).
             Some(a) => {
-                d.insert(key, (Instant::now(), Some(a.clone())));
+                if let Some(e) = d.map.get_mut(&key).filter(|e| e.0 == seen) {
+                    e.1 = Some(a.clone());
+                }
             }
             None => {
-                d.remove(&key);
+                d.map.remove(&key);
             }
         }
         answer
@@ -548,6 +596,14 @@ impl Server {
         {
             return reject("too many failures from this source", "throttle");
         }
+        if pkt.get(attr::STATE).is_none()
+            && let Some(d) = self.cached_accept(user, &field, client).await
+        {
+            if let Some(c) = calling {
+                self.sources.lock().expect("sources lock").remove(c);
+            }
+            return d;
+        }
         let record = match self.store.get_user(user).await {
             Ok(r) => r,
             Err(e) => {
@@ -616,6 +672,58 @@ impl Server {
         decision
     }
 
+    /// The warm path: a user accepted recently ([`UserCache`]), the password
+    /// in the verified-credential cache, a code for a step newer than the
+    /// last one accepted. No database read: the step is recorded with a
+    /// compare-and-set that also checks, in the database, that the account
+    /// is still enabled, unlocked, with the same password hash and TOTP
+    /// secret ([`StepUpdate`]), so a change by any process takes effect at
+    /// once. Only an accept is decided here; anything else (`None`) goes
+    /// through the full path on a fresh read of the user, which counts
+    /// failures and spends the time a reject must take.
+    async fn cached_accept(&self, user: &str, field: &[u8], client: &Client) -> Option<Decision> {
+        let (u, last_step) = self.users.get(user)?;
+        if u.backend == "ldap" {
+            return None;
+        }
+        let Ok((password, Some(code))) = split_code(field, client.transport, u.totp_digits) else {
+            return None;
+        };
+        if !self
+            .creds
+            .check(user, &password, u.password_hash.as_deref()?)
+        {
+            return None;
+        }
+        let acc = self.verify_code(&u, &code, last_step)?;
+        let update = StepUpdate::for_user(&u, acc.step, acc.drift)?;
+        match self.steps.accept(update).await {
+            Ok(true) => {
+                self.users.accepted(user, acc.step);
+                self.warm_accepts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(Decision::Accept { step: "totp" })
+            }
+            // Changed or replayed meanwhile: the full path finds out which.
+            _ => {
+                self.users.forget(user);
+                None
+            }
+        }
+    }
+
+    /// The step `code` is for, if newer than `last_step` (`None` also when
+    /// the user has no readable TOTP secret).
+    fn verify_code(&self, u: &UserRecord, code: &str, last_step: i64) -> Option<totp::Accepted> {
+        let secret = self
+            .key
+            .open(u.totp_secret.as_deref()?, &format!("totp:{}", u.name))
+            .ok()?;
+        let alg = totp::parse_algorithm(&u.totp_algorithm).unwrap_or(totp::Algorithm::SHA1);
+        let now = now_unix().max(0) as u64;
+        totp::verify(&secret, alg, u.totp_digits, code, now, last_step)
+    }
+
     /// After a right password: the TOTP code, or an Access-Challenge for it.
     async fn second_factor(
         &self,
@@ -675,17 +783,33 @@ impl Server {
         };
         let alg = totp::parse_algorithm(&u.totp_algorithm).unwrap_or(totp::Algorithm::SHA1);
         let now = now_unix().max(0) as u64;
-        match totp::verify(&secret, alg, u.totp_digits, code, now, u.last_step) {
-            Some(acc) => match self.store.accept_step(&u.name, acc.step, acc.drift).await {
+        let accepted = totp::verify(&secret, alg, u.totp_digits, code, now, u.last_step);
+        let update = accepted.and_then(|acc| StepUpdate::for_user(u, acc.step, acc.drift));
+        match accepted.zip(update) {
+            Some((acc, update)) => match self.steps.accept(update).await {
                 Ok(true) => {
                     if let Some(c) = calling {
                         self.sources.lock().expect("sources lock").remove(c);
                     }
+                    // The next logins take the warm path.
+                    if u.backend != "ldap" {
+                        self.users.insert(u.clone(), acc.step);
+                    }
                     Decision::Accept { step }
                 }
                 Ok(false) => {
+                    // Another request took this step, or the account changed
+                    // (disabled, locked, ...) since it was read.
+                    let reused = match self.store.get_user(&u.name).await {
+                        Ok(Some(now)) => now.last_step >= acc.step,
+                        _ => false,
+                    };
                     self.failure(Some(u), client, calling).await;
-                    reject("code reused")
+                    reject(if reused {
+                        "code reused"
+                    } else {
+                        "account changed"
+                    })
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "recording TOTP step failed");
@@ -760,6 +884,7 @@ impl Server {
 
     async fn failure(&self, u: Option<&UserRecord>, client: &Client, calling: Option<&str>) {
         if let Some(u) = u {
+            self.users.forget(&u.name);
             let now = now_unix();
             match self
                 .store

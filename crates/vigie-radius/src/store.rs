@@ -54,6 +54,202 @@ pub struct UserRecord {
     pub locked_until: i64,
 }
 
+/// An accepted TOTP step to record, with what the decision relied on. The
+/// step is written only if the account still is as it was read: enabled,
+/// not locked, the same TOTP secret and (local users) the same password
+/// hash. A decision taken on a cached copy of the user therefore never
+/// outlives an administrator's change, made by any process or manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUpdate {
+    pub name: String,
+    pub step: i64,
+    pub drift: i64,
+    /// The sealed TOTP secret the code was checked against.
+    pub totp_secret: String,
+    /// The password hash the password was checked against (`None`: a
+    /// directory user, checked by the directory).
+    pub password_hash: Option<String>,
+}
+
+impl StepUpdate {
+    /// The step accepted for `u`, guarded by `u` as read.
+    pub fn for_user(u: &UserRecord, step: i64, drift: i64) -> Option<StepUpdate> {
+        Some(StepUpdate {
+            name: u.name.clone(),
+            step,
+            drift,
+            totp_secret: u.totp_secret.clone()?,
+            password_hash: if u.backend == "ldap" {
+                None
+            } else {
+                Some(u.password_hash.clone()?)
+            },
+        })
+    }
+}
+
+/// Group commit of accepted TOTP steps: concurrent logins queue here and one
+/// task writes them together, one statement per batch
+/// ([`Store::accept_steps`]). Each caller gets its own answer once its batch
+/// is committed, so an Access-Accept still waits for its step to be durably
+/// written, and the compare-and-set stays in the database (several managers
+/// on one PostgreSQL). On SQLite this also keeps logins from contending for
+/// the single writer lock.
+#[derive(Clone)]
+pub struct StepWriter {
+    tx: tokio::sync::mpsc::Sender<StepRequest>,
+}
+
+type StepRequest = (
+    StepUpdate,
+    tokio::sync::oneshot::Sender<Result<bool, String>>,
+);
+
+/// Most steps written in one statement (5 parameters each: well under
+/// SQLite's 32,766 and PostgreSQL's 65,535).
+const STEP_BATCH: usize = 512;
+
+impl StepWriter {
+    /// Start the writer task (on the current tokio runtime); it ends when
+    /// the last `StepWriter` clone is dropped.
+    pub fn spawn(store: Store) -> StepWriter {
+        let (tx, rx) = tokio::sync::mpsc::channel(8 * STEP_BATCH);
+        tokio::spawn(write_steps(store, rx));
+        StepWriter { tx }
+    }
+
+    /// Record `update` (see [`Store::accept_step`]), with other logins'.
+    pub async fn accept(&self, update: StepUpdate) -> Result<bool> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((update, done))
+            .await
+            .map_err(|_| anyhow::anyhow!("the TOTP step writer stopped"))?;
+        wait.await
+            .map_err(|_| anyhow::anyhow!("the TOTP step writer stopped"))?
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+/// The step writer's own SQLite connection: SQLite's busy handler sleeps
+/// up to 100 ms between tries, so a batch waiting behind another writer
+/// (the manager's event ingest on the same file) would wait that long after
+/// the lock is free; this one fails at once and [`write_steps`] retries
+/// every millisecond. Its commits never run a WAL checkpoint either (a
+/// checkpoint writes and syncs the database file): [`write_steps`] asks a
+/// pool connection for a passive one, off the answer path.
+async fn step_connection(url: &str) -> Result<sqlx::AnyConnection> {
+    use sqlx::Connection as _;
+    let mut c = sqlx::AnyConnection::connect(url).await?;
+    for pragma in [
+        "PRAGMA busy_timeout = 0",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA wal_autocheckpoint = 0",
+    ] {
+        sqlx::query(pragma).fetch_all(&mut c).await?;
+    }
+    Ok(c)
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (primary codes 5 and 6).
+fn is_busy(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(d)) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+async fn write_steps(store: Store, mut rx: tokio::sync::mpsc::Receiver<StepRequest>) {
+    let mut conn = match &store.sqlite_url {
+        Some(url) => match step_connection(url).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "TOTP step writer: own connection failed, using the pool");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut last_checkpoint = std::time::Instant::now();
+    let mut dirty = false;
+    let mut waiting: std::collections::VecDeque<StepRequest> = Default::default();
+    loop {
+        if dirty && conn.is_some() && last_checkpoint.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            let pool = store.pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_all(&pool)
+                    .await
+                {
+                    tracing::debug!(error = %e, "WAL checkpoint");
+                }
+            });
+            (dirty, last_checkpoint) = (false, std::time::Instant::now());
+        }
+        if waiting.is_empty() {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv()).await {
+                Ok(Some(r)) => waiting.push_back(r),
+                Ok(None) => return,
+                Err(_) => continue,
+            }
+        }
+        while waiting.len() < 4 * STEP_BATCH {
+            match rx.try_recv() {
+                Ok(r) => waiting.push_back(r),
+                Err(_) => break,
+            }
+        }
+        // One row per user in a statement: a second login of the same user
+        // waits for the next batch (and is then refused if its step is not newer).
+        let mut names = std::collections::HashSet::new();
+        let mut batch = Vec::new();
+        let mut later = std::collections::VecDeque::new();
+        for r in waiting.drain(..) {
+            if batch.len() < STEP_BATCH && names.insert(r.0.name.clone()) {
+                batch.push(r);
+            } else {
+                later.push_back(r);
+            }
+        }
+        waiting = later;
+        let updates: Vec<StepUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
+        let start = std::time::Instant::now();
+        let result = loop {
+            let r = match conn.as_mut() {
+                Some(c) => accept_steps_on(&mut *c, &updates).await,
+                None => accept_steps_on(&store.pool, &updates).await,
+            };
+            match r {
+                Err(e) if is_busy(&e) && start.elapsed() < std::time::Duration::from_secs(5) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                r => break r,
+            }
+        };
+        dirty = true;
+        match result {
+            Ok(done) => {
+                for ((_, reply), ok) in batch.into_iter().zip(done) {
+                    let _ = reply.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                if conn.take().is_some() {
+                    tracing::warn!(error = %e, "TOTP step writer: own connection failed, using the pool");
+                }
+                let e = format!("{e:#}");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// A NAS client as stored (secret sealed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRecord {
@@ -119,6 +315,9 @@ impl Default for LockoutPolicy {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// The SQLite URL when opened by [`Store::connect`] (the step writer
+    /// opens its own connection to it).
+    sqlite_url: Option<std::sync::Arc<str>>,
 }
 
 pub fn now_unix() -> i64 {
@@ -168,14 +367,18 @@ impl Store {
             .connect(url)
             .await
             .with_context(|| "connecting to the database".to_string())?;
-        let s = Store::from_pool(pool);
+        let mut s = Store::from_pool(pool);
+        s.sqlite_url = sqlite.then(|| url.into());
         s.migrate().await?;
         Ok(s)
     }
 
     /// The manager builds its pool and hands it over (call [`Store::migrate`]).
     pub fn from_pool(pool: AnyPool) -> Store {
-        Store { pool }
+        Store {
+            pool,
+            sqlite_url: None,
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -307,19 +510,18 @@ impl Store {
     }
 
     /// Record an accepted TOTP step. Returns false when another request (or
-    /// another manager) already used this step or a later one: the update is a
-    /// compare-and-set so a code is never accepted twice.
-    pub async fn accept_step(&self, name: &str, step: i64, drift: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE mfa_users SET last_step = $1, drift = $2, failures = 0, locked_until = 0 \
-             WHERE name = $3 AND last_step < $1",
-        )
-        .bind(step)
-        .bind(drift)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+    /// another manager) already used this step or a later one, or when the
+    /// account changed since it was read (see [`StepUpdate`]): the update is
+    /// a compare-and-set so a code is never accepted twice.
+    pub async fn accept_step(&self, update: &StepUpdate) -> Result<bool> {
+        Ok(self.accept_steps(std::slice::from_ref(update)).await?[0])
+    }
+
+    /// [`Store::accept_step`] for many users in one statement (one
+    /// transaction, one commit: see [`StepWriter`]). Names must be distinct.
+    /// Returns, in order, whether each step was recorded.
+    pub async fn accept_steps(&self, updates: &[StepUpdate]) -> Result<Vec<bool>> {
+        accept_steps_on(&self.pool, updates).await
     }
 
     /// Count a failure; returns the failures now counted in the policy's
@@ -533,6 +735,60 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// [`Store::accept_steps`] on a pool or a connection.
+async fn accept_steps_on<'c, E>(exec: E, updates: &[StepUpdate]) -> Result<Vec<bool>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if updates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // UPDATE ... FROM (VALUES ...) RETURNING: SQLite >= 3.35 and
+    // PostgreSQL both name the VALUES columns column1, column2, ...
+    let mut sql = String::from(
+        "UPDATE mfa_users SET last_step = v.column2, drift = v.column3, failures = 0, locked_until = 0 \
+             FROM (VALUES ",
+    );
+    for i in 0..updates.len() {
+        let b = 2 + i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            b,
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4
+        ));
+    }
+    sql.push_str(
+        ") AS v WHERE mfa_users.name = v.column1 AND mfa_users.last_step < v.column2 \
+             AND mfa_users.disabled = 0 AND mfa_users.locked_until <= $1 \
+             AND mfa_users.totp_secret = v.column4 \
+             AND (v.column5 = '' OR mfa_users.password_hash = v.column5) \
+             RETURNING mfa_users.name",
+    );
+    let mut q = sqlx::query(&sql).bind(now_unix());
+    for u in updates {
+        q = q
+            .bind(u.name.as_str())
+            .bind(u.step)
+            .bind(u.drift)
+            .bind(u.totp_secret.as_str())
+            // '' is never an argon2 PHC string: "no hash to compare".
+            .bind(u.password_hash.as_deref().unwrap_or(""));
+    }
+    // Each batch size is a different statement: not worth keeping prepared.
+    let rows = q.persistent(false).fetch_all(exec).await?;
+    let done: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    Ok(updates.iter().map(|u| done.contains(&u.name)).collect())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
