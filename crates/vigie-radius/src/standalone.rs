@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use vigie_event::Event;
 
-use crate::server::{Config, PasswordBackend, Server};
+use crate::server::{Config, EventSink, PasswordBackend, Server};
 use crate::store::Store;
 
 pub struct Options {
@@ -54,6 +54,61 @@ fn open_out(path: &Path) -> Result<Box<dyn Write + Send>> {
                 .open(path)
                 .with_context(|| format!("opening {}", path.display()))?,
         ))
+    }
+}
+
+/// Events waiting for detection and the writer before new ones are dropped.
+pub const QUEUE: usize = 8192;
+
+/// The server's sink in `vigie radius`: a bounded queue to the event thread.
+/// The answer never waits on it; when the thread falls behind, events are
+/// dropped, counted, and the count logged (at most once a second).
+pub struct QueueSink {
+    tx: std::sync::mpsc::SyncSender<Event>,
+    dropped: std::sync::atomic::AtomicU64,
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl QueueSink {
+    /// The sink and the receiving end for [`event_loop`].
+    pub fn new(capacity: usize) -> (QueueSink, std::sync::mpsc::Receiver<Event>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        let sink = QueueSink {
+            tx,
+            dropped: Default::default(),
+            last_warning: Default::default(),
+        };
+        (sink, rx)
+    }
+
+    /// Events dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl EventSink for QueueSink {
+    fn emit(&self, event: Event) {
+        use std::sync::mpsc::TrySendError;
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            // The event thread stopped (shutting down): nothing to tell.
+            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                let mut last = self.last_warning.lock().expect("warning lock");
+                if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                    *last = Some(std::time::Instant::now());
+                    tracing::error!(
+                        dropped,
+                        "authentication event queue full (detection or the event file too slow): events dropped"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -103,7 +158,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     };
     let events = opts.events.as_deref().map(open_out).transpose()?;
     let alerts = opts.alerts.as_deref().map(open_out).transpose()?;
-    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    let (sink, rx) = QueueSink::new(QUEUE);
     let consumer = std::thread::spawn(move || event_loop(rx, events, alerts, engine));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -114,7 +169,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         let ldap: Option<Arc<dyn PasswordBackend>> = opts
             .ldap
             .map(|c| Arc::new(crate::ldap::Ldap::new(c)) as Arc<dyn PasswordBackend>);
-        let server = Server::new(store, key, Arc::new(tx), ldap, Config::default()).await?;
+        let server = Server::new(store, key, Arc::new(sink), ldap, Config::default()).await?;
         let n = server.reload_clients().await?;
         if n == 0 {
             tracing::warn!("no NAS client registered: add one with `vigie mfa client add`");
