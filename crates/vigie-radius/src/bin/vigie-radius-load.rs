@@ -3,10 +3,12 @@
 //! in flight, and prints authentications/s and p50/p99 latency.
 //!
 //! Usage: vigie-radius-load --server 127.0.0.1:18120 --secret S --users FILE
-//!        [--concurrency 32] [--label NAME] [--fresh-step]
+//!        [--concurrency 32] [--label NAME] [--fresh-step] [--step-offset N]
 //! FILE has one "name<TAB>password<TAB>base32-secret" line per user.
 //! `--fresh-step` first waits for the next 30 s TOTP step, so that users who
 //! logged in during an earlier pass get a code the server has not seen.
+//! `--step-offset N` sends the codes of N steps later (-1, 0 or 1: what the
+//! server accepts), so that up to three passes fit in one step (profiling).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +37,10 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(32);
     let label = arg(&args, "--label").unwrap_or_else(|| server.to_string());
+    let offset: i64 = arg(&args, "--step-offset")
+        .map(|c| c.parse())
+        .transpose()?
+        .unwrap_or(0);
     if args.iter().any(|a| a == "--fresh-step") {
         let now = chrono::Utc::now().timestamp_millis();
         let next = (now / 30_000 + 1) * 30_000;
@@ -71,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
                 let Some((name, pw, raw)) = users.get(i) else {
                     break;
                 };
-                let now = chrono::Utc::now().timestamp() as u64;
+                let now = (chrono::Utc::now().timestamp() + offset * totp::STEP as i64) as u64;
                 let pwcode = format!("{pw}{}", totp::code_at(raw, totp::Algorithm::SHA1, 6, now));
                 let auth: [u8; 16] = vigie_radius::crypto::random_bytes();
                 id = id.wrapping_add(1);
