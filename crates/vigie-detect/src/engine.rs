@@ -88,7 +88,8 @@ impl Group {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
-            let (rules, filters) = taken.unwrap_or_default();
+            let (mut rules, filters) = taken.unwrap_or_default();
+            strip_metadata(&mut rules, &filters);
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut engine = rsigma_eval::Engine::new();
                 engine.extend_compiled_rules(rules);
@@ -116,6 +117,29 @@ impl Group {
     }
 }
 
+/// rsigma copies a rule's title and tags into every match; Vigie reads its
+/// own metadata (by [`RULE_INDEX`]) instead, so they are dropped here, and
+/// the description and false positives with them. A title that a filter
+/// names stays (filters find their rules by id or title).
+fn strip_metadata(rules: &mut [CompiledRule], filters: &[Arc<FilterRule>]) {
+    let named: HashSet<&str> = filters
+        .iter()
+        .filter_map(|f| match &f.rules {
+            FilterRuleTarget::Specific(refs) => Some(refs.iter().map(String::as_str)),
+            FilterRuleTarget::Any => None,
+        })
+        .flatten()
+        .collect();
+    for rule in rules {
+        rule.tags = Vec::new();
+        rule.description = None;
+        rule.falsepositives = Vec::new();
+        if !named.contains(rule.title.as_str()) {
+            rule.title = String::new();
+        }
+    }
+}
+
 /// (product, category, service), lowercase.
 type GroupKey = (Option<String>, Option<String>, Option<String>);
 
@@ -124,9 +148,10 @@ struct Shared {
     groups: Vec<Group>,
     /// Time spent building group engines on first use, in nanoseconds.
     build_nanos: AtomicU64,
-    rules: Vec<RuleMeta>,
+    /// Alert metadata by rule index, shared by every match of the rule.
+    rules: Vec<Arc<RuleRef>>,
     correlations: Vec<CorrelationRule>,
-    correlation_meta: Vec<RuleMeta>,
+    correlation_meta: Vec<Arc<RuleRef>>,
 }
 
 /// A loaded rule set, ready to evaluate events.
@@ -420,7 +445,7 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
         .flatten()
         .collect();
     let mut kept_correlations: Vec<CorrelationRule> = Vec::new();
-    let mut correlation_meta: Vec<RuleMeta> = Vec::new();
+    let mut correlation_meta: Vec<Arc<RuleRef>> = Vec::new();
     for (mut corr, at) in correlations {
         let mut missing = Vec::new();
         for r in corr.rules.iter_mut() {
@@ -461,7 +486,7 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
             e.reason = Some(err.to_string());
             continue;
         }
-        correlation_meta.push(correlation_meta_of(&corr));
+        correlation_meta.push(Arc::new(correlation_meta_of(&corr).rule));
         kept_correlations.push(corr);
     }
 
@@ -539,7 +564,7 @@ fn build(parsed: Vec<Parsed>, report: &mut LoadReport) -> Engine {
     let shared = Arc::new(Shared {
         groups,
         build_nanos: AtomicU64::new(0),
-        rules: metas,
+        rules: metas.into_iter().map(|m| Arc::new(m.rule)).collect(),
         correlations: kept_correlations,
         correlation_meta,
     });
@@ -672,6 +697,15 @@ impl Detector {
     /// Evaluates one event: the alerts of every detection rule whose
     /// logsource fits it, and of every correlation it completes.
     pub fn process(&mut self, event: &Event) -> Vec<Alert> {
+        self.matches(event)
+            .into_iter()
+            .map(|m| m.into_alert(event))
+            .collect()
+    }
+
+    /// Like [`Detector::process`], without copying the event into each
+    /// alert: a hunt writes the event once for all the rules it fired.
+    pub fn matches(&mut self, event: &Event) -> Vec<Match> {
         let ls = event.logsource();
         let computed;
         let route: &[u32] = match self.routes.get(&ls) {
@@ -717,46 +751,71 @@ impl Detector {
         }
         results
             .into_iter()
-            .filter_map(|r| self.alert(event, r))
+            .filter_map(|r| self.to_match(event, r))
             .collect()
     }
 
-    fn alert(&self, event: &Event, result: EvaluationResult) -> Option<Alert> {
+    fn to_match(&self, event: &Event, result: EvaluationResult) -> Option<Match> {
         let attrs = &result.header.custom_attributes;
         match result.body {
             ResultBody::Detection(_) => {
                 let index = attrs.get(RULE_INDEX)?.as_u64()? as usize;
-                let meta = self.shared.rules.get(index)?;
-                Some(Alert {
-                    id: uuid::Uuid::now_v7(),
-                    time: event.time,
-                    host: event.host.clone(),
-                    rule: meta.rule.clone(),
-                    events: vec![event.clone()],
+                Some(Match {
+                    rule: Arc::clone(self.shared.rules.get(index)?),
+                    related: Vec::new(),
                 })
             }
             ResultBody::Correlation(body) => {
                 let index = attrs.get(CORRELATION_INDEX)?.as_u64()? as usize;
-                let meta = self.shared.correlation_meta.get(index)?;
+                let rule = self.shared.correlation_meta.get(index)?;
                 if !percentile_holds(&self.shared.correlations[index], body.aggregated_value) {
                     return None;
                 }
-                let mut events = vec![event.clone()];
+                let mut related = Vec::new();
                 for value in body.events.unwrap_or_default() {
                     match vigie_event::ecs::event_from_value(&value) {
-                        Ok(e) if e.id != event.id => events.push(e),
+                        Ok(e) if e.id != event.id => related.push(e),
                         Ok(_) => {}
                         Err(err) => tracing::warn!("stored correlation event unreadable: {err}"),
                     }
                 }
-                Some(Alert {
-                    id: uuid::Uuid::now_v7(),
-                    time: event.time,
-                    host: event.host.clone(),
-                    rule: meta.rule.clone(),
-                    events,
+                Some(Match {
+                    rule: Arc::clone(rule),
+                    related,
                 })
             }
+        }
+    }
+}
+
+/// A rule that fired on an event ([`Detector::matches`]), without a copy of
+/// the event: [`Match::into_alert`] makes the [`Alert`].
+#[derive(Debug, Clone)]
+pub struct Match {
+    /// The rule, shared with every other match of it.
+    pub rule: Arc<RuleRef>,
+    /// For a correlation, the other contributing events the engine kept
+    /// (the triggering event is not repeated); empty for a detection.
+    pub related: Vec<Event>,
+}
+
+impl Match {
+    pub fn level(&self) -> Level {
+        self.rule.level.unwrap_or(Level::Medium)
+    }
+
+    /// The alert for `event`, the event this match came from: that event
+    /// first, then the related ones.
+    pub fn into_alert(self, event: &Event) -> Alert {
+        let mut events = Vec::with_capacity(1 + self.related.len());
+        events.push(event.clone());
+        events.extend(self.related);
+        Alert {
+            id: uuid::Uuid::now_v7(),
+            time: event.time,
+            host: event.host.clone(),
+            rule: Arc::unwrap_or_clone(self.rule),
+            events,
         }
     }
 }

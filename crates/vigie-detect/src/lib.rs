@@ -40,6 +40,6 @@ mod report;
 mod windows;
 
 pub use behaviour::{Canaries, CanaryOptions, Ransomware, RansomwareConfig};
-pub use engine::{Detector, Engine, MAX_CORRELATION_EVENTS, attack_techniques};
+pub use engine::{Detector, Engine, MAX_CORRELATION_EVENTS, Match, attack_techniques};
 pub use report::{LoadReport, RuleEntry, RuleKind, RuleStatus, Totals, render_report};
 pub use windows::windows_logsource;

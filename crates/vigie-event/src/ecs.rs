@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::model::*;
-use crate::{Alert, LogSource, RuleRef};
+use crate::{Alert, Level, LogSource, RuleRef};
 
 /// Why a JSON document is not a Vigie ECS event.
 #[derive(Debug, thiserror::Error)]
@@ -403,6 +403,35 @@ struct AlertVigie {
 
 impl Serialize for Alert {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AlertParts {
+            id: self.id,
+            time: self.time,
+            host: &self.host,
+            rule: &self.rule,
+            source: self.event().and_then(|e| e.source.as_ref()),
+            events: &self.events,
+        }
+        .serialize(s)
+    }
+}
+
+/// An alert's parts, borrowed, serialised exactly like [`Alert`]: lets a
+/// writer give the events already rendered (e.g. as
+/// `serde_json::value::RawValue`), so that an event several rules matched
+/// is rendered once rather than once per alert.
+pub struct AlertParts<'a, E> {
+    pub id: Uuid,
+    pub time: DateTime<Utc>,
+    pub host: &'a Host,
+    pub rule: &'a RuleRef,
+    /// Where the triggering event was read (its `source`).
+    pub source: Option<&'a SourceRef>,
+    /// The triggering event first, then a correlation's others.
+    pub events: &'a [E],
+}
+
+impl<E: Serialize> Serialize for AlertParts<'_, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("@timestamp", &self.time)?;
         map.serialize_entry(
@@ -415,11 +444,11 @@ impl Serialize for Alert {
                 action: Some("detection".into()),
                 dataset: Some("vigie.alert".into()),
                 outcome: None,
-                severity: Some(self.level().severity()),
+                severity: Some(self.rule.level.unwrap_or(Level::Medium).severity()),
             },
         )?;
-        map.serialize_entry("host", &self.host)?;
-        map.serialize_entry("rule", &self.rule)?;
+        map.serialize_entry("host", self.host)?;
+        map.serialize_entry("rule", self.rule)?;
         if !self.rule.attack.is_empty() {
             map.serialize_entry(
                 "threat",
@@ -434,16 +463,16 @@ impl Serialize for Alert {
         // The events are written straight from the alert, not through an
         // intermediate `Value`.
         #[derive(Serialize)]
-        struct AlertVigieOut<'a> {
+        struct AlertVigieOut<'a, E> {
             #[serde(skip_serializing_if = "Option::is_none")]
             source: Option<&'a SourceRef>,
-            events: &'a [Event],
+            events: &'a [E],
         }
         map.serialize_entry(
             "vigie",
             &AlertVigieOut {
-                source: self.event().and_then(|e| e.source.as_ref()),
-                events: &self.events,
+                source: self.source,
+                events: self.events,
             },
         )?;
         map.end()

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use chrono::TimeZone;
-use vigie_event::ecs::{is_vigie_event, parse_alert, parse_event};
+use vigie_event::ecs::{self, is_vigie_event, parse_alert, parse_event};
 use vigie_event::*;
 
 fn process() -> Process {
@@ -346,6 +346,47 @@ fn alerts_round_trip_with_rule_fields() {
     assert_eq!(v["vigie"]["source"]["path"], "/var/log/x.jsonl");
     assert_eq!(v["vigie"]["events"][0]["process"]["pid"], 4242);
     assert_eq!(parse_alert(&json).unwrap(), alert);
+}
+
+/// A writer may render the events first (once for several alerts):
+/// `AlertParts` with rendered events writes the same JSON as the alert.
+#[test]
+fn alert_parts_with_rendered_events_write_the_alert() {
+    let e = event(all_payloads().remove(0));
+    let other = event(all_payloads().remove(1));
+    let alert = Alert {
+        id: uuid::Uuid::now_v7(),
+        time: e.time,
+        host: e.host.clone(),
+        rule: RuleRef {
+            id: "r1".into(),
+            name: "Correlated".into(),
+            level: None,
+            tags: vec!["attack.t1059".into()],
+            attack: vec!["T1059".into()],
+            ..Default::default()
+        },
+        events: vec![e, other],
+    };
+    let rendered: Vec<Box<serde_json::value::RawValue>> = alert
+        .events
+        .iter()
+        .map(|e| serde_json::value::to_raw_value(e).unwrap())
+        .collect();
+    let parts = ecs::AlertParts {
+        id: alert.id,
+        time: alert.time,
+        host: &alert.host,
+        rule: &alert.rule,
+        source: alert.events[0].source.as_ref(),
+        events: &rendered,
+    };
+    let json = serde_json::to_string(&parts).unwrap();
+    assert_eq!(json, serde_json::to_string(&alert).unwrap());
+    assert_eq!(parse_alert(&json).unwrap(), alert);
+    // No level: an alert counts as medium.
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["event"]["severity"], Level::Medium.severity());
 }
 
 #[test]

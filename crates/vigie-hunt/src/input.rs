@@ -318,7 +318,11 @@ pub fn flatten_windows(value: Value) -> Option<Map<String, Value>> {
     let Some(Value::Object(system)) = event.remove("System") else {
         return None;
     };
-    let mut out = Map::new();
+    // Sized once: System's children, the data fields and a few attributes.
+    let data_len = |v: Option<&Value>| v.and_then(Value::as_object).map_or(0, Map::len);
+    let mut out = Map::with_capacity(
+        system.len() + 8 + data_len(event.get("EventData")) + data_len(event.get("UserData")),
+    );
     for (key, v) in system {
         flatten_element(key, v, &mut out);
     }
@@ -599,10 +603,11 @@ impl<R: Read> JsonRecords<R> {
     }
 
     fn parse(&self, bytes: &[u8], at: u64) -> Record {
-        if std::str::from_utf8(bytes).is_err() {
+        let Ok(text) = std::str::from_utf8(bytes) else {
             return self.skipped(SkipReason::InvalidUtf8, at, "line is not UTF-8".into());
-        }
-        match serde_json::from_slice::<Value>(bytes) {
+        };
+        // From the checked `str`: the parser does not check UTF-8 again.
+        match serde_json::from_str::<Value>(text) {
             Ok(v) => match json_event(v, &self.source, Some(at), self.classify) {
                 Ok(e) => Record::Event(Box::new(e)),
                 Err(reason) => self.skipped(reason, at, reason.as_str().into()),

@@ -3,8 +3,10 @@
 //! [`input`] finds files and reads their records into events (EVTX, JSON
 //! lines, concatenated JSON); [`run`] spreads files over threads, hands each
 //! event to a detector (one per file, so correlation state is per file) and
-//! streams detections to an [`output::AlertWriter`] on the calling thread;
-//! [`Summary`] counts what happened, including every skipped record by reason.
+//! streams each matched event with the rules it fired ([`Match`]) to an
+//! [`output::AlertWriter`] on the calling thread, which writes one detection
+//! per rule without copying the event; [`Summary`] counts what happened,
+//! including every skipped record by reason.
 //!
 //! Memory does not grow with input: readers stream and the channel between
 //! the worker threads and the writer is bounded.
@@ -17,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vigie_event::{Alert, Event, Level};
+use vigie_detect::Match;
+use vigie_event::{Event, Level};
 
 use input::{Classifier, InputFile, Record, SkipReason};
 use output::AlertWriter;
@@ -121,8 +124,14 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// An event and the rules it fired.
+struct Hit {
+    event: Box<Event>,
+    matches: Vec<Match>,
+}
+
 enum Message {
-    Alerts(Vec<Alert>),
+    Hits(Vec<Hit>),
     Skipped {
         path: PathBuf,
         reason: SkipReason,
@@ -140,6 +149,7 @@ enum Message {
 
 /// Runs `detector()` (one per file) over every record of `files`, writing
 /// detections at or above `min_level` to `writer` as they come.
+/// The detector is typically `vigie_detect::Detector::matches`.
 pub fn run<F, D>(
     files: &[InputFile],
     options: &HuntOptions,
@@ -148,7 +158,7 @@ pub fn run<F, D>(
 ) -> std::io::Result<Summary>
 where
     F: Fn() -> D + Sync,
-    D: FnMut(&Event) -> Vec<Alert>,
+    D: FnMut(&Event) -> Vec<Match>,
 {
     let started = Instant::now();
     let mut summary = Summary {
@@ -181,16 +191,19 @@ where
         let mut shown: BTreeMap<PathBuf, usize> = BTreeMap::new();
         for message in rx {
             match message {
-                Message::Alerts(alerts) => {
-                    for alert in alerts {
-                        let level = alert.level();
-                        if level < options.min_level {
-                            summary.below_min_level += 1;
-                            continue;
-                        }
-                        *summary.detections.entry(level).or_default() += 1;
-                        if write_error.is_none() {
-                            let result = bar.suspend(|| writer.write(&alert));
+                Message::Hits(hits) => {
+                    for mut hit in hits {
+                        hit.matches.retain(|m| {
+                            let level = m.level();
+                            if level < options.min_level {
+                                summary.below_min_level += 1;
+                                return false;
+                            }
+                            *summary.detections.entry(level).or_default() += 1;
+                            true
+                        });
+                        if write_error.is_none() && !hit.matches.is_empty() {
+                            let result = bar.suspend(|| writer.write(&hit.event, &hit.matches));
                             write_error = result.err();
                         }
                     }
@@ -253,12 +266,12 @@ fn hunt_file<D>(
     mut detector: D,
     tx: &crossbeam_channel::Sender<Message>,
 ) where
-    D: FnMut(&Event) -> Vec<Alert>,
+    D: FnMut(&Event) -> Vec<Match>,
 {
     // Progress is reported in slices so the bar moves on big files.
     const BATCH: u64 = 2048;
     let mut events = 0u64;
-    let mut pending_alerts = Vec::new();
+    let mut pending_hits = Vec::new();
     let mut failed = false;
     let mut any_record = false;
     for record in input::read(file, classify) {
@@ -266,9 +279,13 @@ fn hunt_file<D>(
             Record::Event(event) => {
                 any_record = true;
                 events += 1;
-                pending_alerts.extend(detector(&event));
+                let matches = detector(&event);
+                if !matches.is_empty() {
+                    // The event moves to the writer, once for all its rules.
+                    pending_hits.push(Hit { event, matches });
+                }
                 if events.is_multiple_of(BATCH) {
-                    let _ = tx.send(Message::Alerts(std::mem::take(&mut pending_alerts)));
+                    let _ = tx.send(Message::Hits(std::mem::take(&mut pending_hits)));
                     let _ = tx.send(Message::Progress { bytes: 0, events });
                     events = 0;
                 }
@@ -287,7 +304,7 @@ fn hunt_file<D>(
             }
         }
     }
-    let _ = tx.send(Message::Alerts(pending_alerts));
+    let _ = tx.send(Message::Hits(pending_hits));
     let _ = tx.send(Message::Progress {
         bytes: file.size,
         events,

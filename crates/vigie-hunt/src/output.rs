@@ -2,7 +2,10 @@
 
 use std::io::{self, Write};
 
-use vigie_event::{Alert, Event, Fields, Level};
+use serde_json::value::RawValue;
+use vigie_detect::Match;
+use vigie_event::ecs::AlertParts;
+use vigie_event::{Event, Fields, Level};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -15,8 +18,10 @@ pub enum Format {
     Csv,
 }
 
+/// Writes detections: one per match of `event` (an event that fired several
+/// rules is written once per rule, as if each were its own alert).
 pub trait AlertWriter: Send {
-    fn write(&mut self, alert: &Alert) -> io::Result<()>;
+    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()>;
     fn finish(&mut self) -> io::Result<()>;
 }
 
@@ -102,7 +107,7 @@ struct Table {
 }
 
 impl AlertWriter for Table {
-    fn write(&mut self, alert: &Alert) -> io::Result<()> {
+    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
         if !self.header {
             self.header = true;
             writeln!(
@@ -111,29 +116,28 @@ impl AlertWriter for Table {
                 "TIME (UTC)", "HOST", "LEVEL", "RULE"
             )?;
         }
-        let level = alert.level();
-        let level_text = format!("{:<13}", level.as_str());
-        let level_text = if self.color {
-            level_style(level).apply_to(level_text).to_string()
-        } else {
-            level_text
-        };
-        let details: Vec<String> = alert
-            .event()
-            .map(|e| telling_fields(e, 3))
-            .unwrap_or_default()
+        let details: Vec<String> = telling_fields(event, 3)
             .into_iter()
             .map(|(k, v)| format!("{k}={}", one_line(&v, 100)))
             .collect();
-        writeln!(
-            self.out,
-            "{:<19}  {:<16}  {}  {:<50}  {}",
-            alert.time.format("%Y-%m-%d %H:%M:%S"),
-            one_line(&alert.host.name, 16),
-            level_text,
-            one_line(&alert.rule.name, 50),
-            details.join("  ")
-        )
+        let details = details.join("  ");
+        let time = event.time.format("%Y-%m-%d %H:%M:%S").to_string();
+        let host = one_line(&event.host.name, 16);
+        for m in matches {
+            let level = m.level();
+            let level_text = format!("{:<13}", level.as_str());
+            let level_text = if self.color {
+                level_style(level).apply_to(level_text).to_string()
+            } else {
+                level_text
+            };
+            writeln!(
+                self.out,
+                "{time:<19}  {host:<16}  {level_text}  {:<50}  {details}",
+                one_line(&m.rule.name, 50),
+            )?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -146,9 +150,31 @@ struct Jsonl {
 }
 
 impl AlertWriter for Jsonl {
-    fn write(&mut self, alert: &Alert) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, alert)?;
-        self.out.write_all(b"\n")
+    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
+        // Rendered once for all the rules it fired; each line is still a
+        // whole alert (the same JSON as `vigie_event::Alert`'s).
+        let rendered = serde_json::value::to_raw_value(event)?;
+        for m in matches {
+            let related: Vec<Box<RawValue>> = m
+                .related
+                .iter()
+                .map(serde_json::value::to_raw_value)
+                .collect::<Result<_, _>>()?;
+            let mut events: Vec<&RawValue> = Vec::with_capacity(1 + related.len());
+            events.push(&rendered);
+            events.extend(related.iter().map(|r| &**r));
+            let alert = AlertParts {
+                id: uuid::Uuid::now_v7(),
+                time: event.time,
+                host: &event.host,
+                rule: &m.rule,
+                source: event.source.as_ref(),
+                events: &events,
+            };
+            serde_json::to_writer(&mut self.out, &alert)?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -162,7 +188,7 @@ struct Csv {
 }
 
 impl AlertWriter for Csv {
-    fn write(&mut self, alert: &Alert) -> io::Result<()> {
+    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
         if !self.header {
             self.header = true;
             self.out.write_record([
@@ -177,28 +203,31 @@ impl AlertWriter for Csv {
                 "details",
             ])?;
         }
-        let event = alert.event();
-        let source = event.and_then(|e| e.source.as_ref());
-        let details: Vec<String> = event
-            .map(|e| telling_fields(e, 3))
-            .unwrap_or_default()
+        let source = event.source.as_ref();
+        let details: Vec<String> = telling_fields(event, 3)
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        self.out.write_record([
-            alert.time.to_rfc3339(),
-            alert.host.name.clone(),
-            alert.level().as_str().to_string(),
-            alert.rule.id.clone(),
-            alert.rule.name.clone(),
-            alert.rule.tags.join(" "),
-            source.map(|s| s.path.clone()).unwrap_or_default(),
-            source
-                .and_then(|s| s.record_id)
-                .map(|r| r.to_string())
-                .unwrap_or_default(),
-            details.join(" | "),
-        ])?;
+        let details = details.join(" | ");
+        let time = event.time.to_rfc3339();
+        let path = source.map(|s| s.path.as_str()).unwrap_or_default();
+        let record_id = source
+            .and_then(|s| s.record_id)
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        for m in matches {
+            self.out.write_record([
+                time.as_str(),
+                event.host.name.as_str(),
+                m.level().as_str(),
+                m.rule.id.as_str(),
+                m.rule.name.as_str(),
+                m.rule.tags.join(" ").as_str(),
+                path,
+                record_id.as_str(),
+                details.as_str(),
+            ])?;
+        }
         Ok(())
     }
 

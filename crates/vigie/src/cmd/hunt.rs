@@ -155,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &options,
         || {
             let mut detector = engine.detector();
-            move |event: &vigie_event::Event| detector.process(event)
+            move |event: &vigie_event::Event| detector.matches(event)
         },
         writer.as_mut(),
     )
