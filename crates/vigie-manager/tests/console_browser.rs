@@ -634,6 +634,30 @@ async fn browse(
         "{audit:#}"
     );
 
+    // Settings: the SMTP password is write-only and stored sealed.
+    c.goto(&format!("{base}/console/settings")).await.unwrap();
+    fill(c, "#smtp_url", "smtp://127.0.0.1:2525").await;
+    fill(c, "#smtp_password", "Mairie-SMTP-2026").await;
+    click(c, "form[action='/console/settings'] button").await;
+    let kept = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#smtp_password:not([placeholder=''])"))
+        .await
+        .expect("the page says a password is kept");
+    assert!(!kept.attr("placeholder").await.unwrap().unwrap().is_empty());
+    let page = body(c).await;
+    assert!(page.contains("smtp://127.0.0.1:2525") && !page.contains("Mairie-SMTP-2026"));
+    let stored =
+        vigie_manager::console::queries::setting(&m.h().core.store, "default", "smtp_password")
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        stored.starts_with("sealed:") && !stored.contains("Mairie"),
+        "{stored}"
+    );
+
     // The same console in French.
     c.goto(&format!("{base}/console/lang?to=fr&back=/console/"))
         .await

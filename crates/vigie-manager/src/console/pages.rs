@@ -1215,16 +1215,14 @@ pub async fn policies(State(st): State<ConsoleState>, ctx: Ctx) -> Page {
 pub async fn settings(State(st): State<ConsoleState>, ctx: Ctx, Query(m): Query<Msg>) -> Page {
     let l = ctx.lang;
     let org = &ctx.session.org;
-    let get = |k: &'static str| queries::setting(&st.core.store, org, k);
-    let retention = get("retention_days")
+    // One query for the whole page.
+    let all = queries::settings(&st.core.store, org)
         .await
-        .map_err(ie(l))?
-        .unwrap_or_else(|| "30".into());
-    let webhook = get("webhook_url").await.map_err(ie(l))?.unwrap_or_default();
-    let notify = get("notify_level")
-        .await
-        .map_err(ie(l))?
-        .unwrap_or_else(|| "high".into());
+        .map_err(ie(l))?;
+    let get = |k: &str, default: &str| all.get(k).cloned().unwrap_or_else(|| default.into());
+    let retention = get("retention_days", "30");
+    let webhook = get("webhook_url", "");
+    let notify = get("notify_level", "high");
     let mut text = HashMap::new();
     for k in [
         "email_to",
@@ -1234,20 +1232,11 @@ pub async fn settings(State(st): State<ConsoleState>, ctx: Ctx, Query(m): Query<
         "syslog_url",
         "console_url",
     ] {
-        text.insert(k, get(k).await.map_err(ie(l))?.unwrap_or_default());
+        text.insert(k, get(k, ""));
     }
-    let password_set = get("smtp_password")
-        .await
-        .map_err(ie(l))?
-        .is_some_and(|p| !p.is_empty());
-    let syslog_format = get("syslog_format")
-        .await
-        .map_err(ie(l))?
-        .unwrap_or_else(|| "ecs".into());
-    let syslog_level = get("syslog_level")
-        .await
-        .map_err(ie(l))?
-        .unwrap_or_else(|| "low".into());
+    let password_set = !get("smtp_password", "").is_empty();
+    let syslog_format = get("syslog_format", "ecs");
+    let syslog_level = get("syslog_level", "low");
     let admin = ctx.can("admin");
     let field = |k: &'static str, kind: &'static str| {
         html! { p { label for=(k) { (l.t(k)) } br; input id=(k) name=(k) type=(kind) size="60" value=(text[k]) disabled[!admin]; } }

@@ -1,6 +1,8 @@
 //! The console's own reads and writes (the store's API covers the rest).
 //! Every query filters on the caller's organisation.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -293,6 +295,16 @@ pub async fn groups(s: &Store, org: &str) -> Result<Vec<(String, i64)>> {
         .fetch_all(&s.pool)
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// All of an organisation's settings, by name.
+pub async fn settings(s: &Store, org: &str) -> Result<HashMap<String, String>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, value FROM console_settings WHERE org_id = $1")
+            .bind(org)
+            .fetch_all(&s.pool)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 pub async fn setting(s: &Store, org: &str, name: &str) -> Result<Option<String>> {
