@@ -5,7 +5,9 @@
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use vigie_event::{Alert, Event};
@@ -16,10 +18,16 @@ pub(crate) type Output = Option<Box<dyn Write + Send>>;
 /// Open an output: a file path (appended), `-` for standard output, `""`
 /// for nowhere.
 pub(crate) fn open_output(spec: &str) -> Result<Output> {
+    // Telemetry arrives in batches of hundreds of lines: a large buffer
+    // makes one write(2) per batch rather than one per 8 KiB.
     Ok(match spec {
         "" => None,
-        "-" => Some(Box::new(BufWriter::new(std::io::stdout()))),
-        path => Some(Box::new(BufWriter::new(
+        "-" => Some(Box::new(BufWriter::with_capacity(
+            OUTPUT_BUFFER,
+            std::io::stdout(),
+        ))),
+        path => Some(Box::new(BufWriter::with_capacity(
+            OUTPUT_BUFFER,
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -28,6 +36,13 @@ pub(crate) fn open_output(spec: &str) -> Result<Output> {
         ))),
     })
 }
+
+const OUTPUT_BUFFER: usize = 256 * 1024;
+
+/// Batches of telemetry waiting for the writer thread. When it falls behind,
+/// detection waits, then the sensor, and the kernel counts what its ring
+/// buffer cannot hold: loss is reported, never silent.
+const WRITER_QUEUE: usize = 2;
 
 pub(crate) struct Outputs {
     pub events: Output,
@@ -48,6 +63,67 @@ pub struct Reporter {
     /// the watcher), sent as soon as it does: the manager sees every action.
     early: Mutex<Vec<Event>>,
     managed: bool,
+    /// Whether there is an events output (fixed at start): without one, and
+    /// without a manager, telemetry is not serialised at all.
+    has_events: bool,
+}
+
+/// The thread that serialises telemetry and writes it (to the events output
+/// and the uplink's spool), off the detection thread: JSON of every event
+/// costs as much as detecting on it. Dropping it writes what is queued and
+/// waits for the thread.
+pub(crate) struct EventWriter {
+    tx: Option<SyncSender<Vec<Event>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EventWriter {
+    /// Queues a batch (waits while the writer is [`WRITER_QUEUE`] batches
+    /// behind).
+    pub(crate) fn send(&self, batch: Vec<Event>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(tx) = &self.tx
+            && tx.send(batch).is_err()
+        {
+            tracing::error!("the event writer stopped; telemetry is not written");
+        }
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the event writer panicked");
+        }
+    }
+}
+
+fn writer_loop(reporter: &Reporter, rx: Receiver<Vec<Event>>) {
+    let mut buf = Vec::with_capacity(OUTPUT_BUFFER);
+    while let Ok(batch) = rx.recv() {
+        reporter.events(&batch, &mut buf);
+        // Write out whenever the queue is empty: quiet hosts see their
+        // events at once, storms get large writes.
+        loop {
+            match rx.try_recv() {
+                Ok(batch) => reporter.events(&batch, &mut buf),
+                Err(TryRecvError::Empty) => {
+                    reporter.flush();
+                    break;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    reporter.flush();
+                    return;
+                }
+            }
+        }
+    }
+    reporter.flush();
 }
 
 fn write_line(out: &mut Output, json: &str) {
@@ -62,6 +138,7 @@ impl Reporter {
     /// `managed`: a link will be set (keep early actions for it).
     pub(crate) fn new(outputs: Outputs, managed: bool) -> Arc<Reporter> {
         Arc::new(Reporter {
+            has_events: outputs.events.is_some(),
             outputs: Mutex::new(outputs),
             link: OnceLock::new(),
             early: Mutex::new(Vec::new()),
@@ -80,18 +157,52 @@ impl Reporter {
         let _ = self.link.set(Link { uplink, rt });
     }
 
+    /// Starts the thread that writes telemetry (see [`EventWriter`]).
+    pub(crate) fn spawn_writer(self: &Arc<Self>) -> Result<EventWriter> {
+        let (tx, rx) = sync_channel(WRITER_QUEUE);
+        let me = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigie-writer".into())
+            .spawn(move || writer_loop(&me, rx))
+            .context("start the event writer thread")?;
+        Ok(EventWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
     /// Telemetry.
     pub fn event(&self, ev: &Event) {
-        if let Ok(mut o) = self.outputs.lock()
-            && o.events.is_some()
-        {
-            match serde_json::to_string(ev) {
-                Ok(j) => write_line(&mut o.events, &j),
-                Err(e) => tracing::error!("cannot serialise event {}: {e}", ev.id),
+        let mut buf = Vec::new();
+        self.events(std::slice::from_ref(ev), &mut buf);
+    }
+
+    /// A batch of telemetry: serialised into `buf` (reused; the lock is
+    /// taken once per batch), then handed to the uplink in order.
+    fn events(&self, batch: &[Event], buf: &mut Vec<u8>) {
+        if self.has_events {
+            buf.clear();
+            for ev in batch {
+                let start = buf.len();
+                match serde_json::to_writer(&mut *buf, ev) {
+                    Ok(()) => buf.push(b'\n'),
+                    Err(e) => {
+                        buf.truncate(start);
+                        tracing::error!("cannot serialise event {}: {e}", ev.id);
+                    }
+                }
+            }
+            if let Ok(mut o) = self.outputs.lock()
+                && let Some(w) = o.events.as_mut()
+                && let Err(e) = w.write_all(buf)
+            {
+                tracing::error!("cannot write an output: {e}");
             }
         }
         if let Some(l) = self.link.get() {
-            l.rt.block_on(l.uplink.send_event(ev));
+            for ev in batch {
+                l.rt.block_on(l.uplink.send_event(ev));
+            }
         }
     }
 

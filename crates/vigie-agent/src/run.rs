@@ -25,8 +25,9 @@ use crate::commands::{self, Commands};
 use crate::report::{Outputs, Reporter, open_output};
 use crate::status::{AgentStatus, write_status};
 
-/// Events between the sensor's reader and detection (about 1 KB each).
-const SENSOR_QUEUE: usize = 1024;
+/// Batches (of up to [`vigie_sensor::BATCH_MAX`] events, a few KB each)
+/// between the sensor's reader and detection.
+const SENSOR_QUEUE: usize = 4;
 
 /// What `vigie agent` was given (command line over configuration file).
 #[derive(Debug, Clone, Default)]
@@ -273,7 +274,8 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     // 65,536 events cost 65 MB of RSS before the first one. Bursts belong
     // in the kernel's ring buffer, which is sized for them and counts what
     // it cannot hold; this queue only smooths the handover.
-    let (tx, rx) = sync_channel(SENSOR_QUEUE);
+    let (tx, rx) = sync_channel::<Vec<vigie_event::Event>>(SENSOR_QUEUE);
+    let writer = reporter.spawn_writer()?;
     let sensor = Sensor::start(cfg.sensor.clone(), tx)?;
     let mut st = AgentStatus {
         pid: std::process::id(),
@@ -305,21 +307,22 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     // Ready marker for scripts and tests: the probes are attached.
     let _ = File::create(state_dir.join("agent.ready"));
 
-    let mut handle = |ev: vigie_event::Event, engine: &mut Engine, st: &mut AgentStatus| {
-        if let Payload::Health(h) = &ev.payload
-            && h.action == HealthAction::EventsLost
-        {
-            st.sensor_lost = st.sensor_lost.max(h.health.counters.values().sum());
+    // Detection here; serialisation and writing on the writer thread. An
+    // alert is written and handed to the response thread at once (before
+    // its batch of telemetry is written).
+    let mut handle = |batch: Vec<vigie_event::Event>, engine: &mut Engine, st: &mut AgentStatus| {
+        for ev in &batch {
+            if let Payload::Health(h) = &ev.payload
+                && h.action == HealthAction::EventsLost
+            {
+                st.sensor_lost = st.sensor_lost.max(h.health.counters.values().sum());
+            }
+            for alert in engine.process(ev).into_iter().chain(ransomware.process(ev)) {
+                reporter.alert(&alert);
+                let _ = alert_tx.send(alert);
+            }
         }
-        reporter.event(&ev);
-        for alert in engine
-            .process(&ev)
-            .into_iter()
-            .chain(ransomware.process(&ev))
-        {
-            reporter.alert(&alert);
-            let _ = alert_tx.send(alert);
-        }
+        writer.send(batch);
     };
 
     let mut last_flush = Instant::now();
@@ -378,6 +381,7 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
                 break Err(anyhow::anyhow!("the sensor stopped unexpectedly"));
             }
         }
+        // Alerts; telemetry is flushed by the writer thread.
         if last_flush.elapsed() >= Duration::from_millis(500) {
             reporter.flush();
             last_flush = Instant::now();
@@ -396,7 +400,9 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
         }
     };
 
-    // Shutdown: finish the pending responses, flush, hand the spool over.
+    // Shutdown: write the queued telemetry, finish the pending responses,
+    // flush, hand the spool over.
+    drop(writer);
     drop(alert_tx);
     let _ = responder_thread.join();
     reporter.flush();

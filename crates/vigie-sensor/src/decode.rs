@@ -151,10 +151,23 @@ impl Decoder {
 
     /// Credentials and names as the kernel saw them at the event.
     fn apply_header(&self, p: &mut Process, h: &Header) {
-        p.name = s(&h.comm);
-        p.user = Some(self.table.user(h.euid));
-        p.real_user = Some(self.table.user(h.uid));
-        p.group = Some(self.table.group(h.egid));
+        // Mostly what the table already holds: rebuild (allocate) only what
+        // changed.
+        if p.name.as_bytes() != h.comm.as_slice() {
+            p.name = s(&h.comm);
+        }
+        let id_is = |id: &Option<String>, want: u32| {
+            id.as_deref().and_then(|i| i.parse::<u32>().ok()) == Some(want)
+        };
+        if !p.user.as_ref().is_some_and(|u| id_is(&u.id, h.euid)) {
+            p.user = Some(self.table.user(h.euid));
+        }
+        if !p.real_user.as_ref().is_some_and(|u| id_is(&u.id, h.uid)) {
+            p.real_user = Some(self.table.user(h.uid));
+        }
+        if !p.group.as_ref().is_some_and(|g| id_is(&g.id, h.egid)) {
+            p.group = Some(self.table.group(h.egid));
+        }
         p.vigie.ppid = Some(h.ppid);
         p.vigie.login_uid = (h.loginuid != u32::MAX).then_some(h.loginuid);
         p.thread = (h.pid != h.tgid).then_some(vigie_event::Thread { id: h.pid });
@@ -229,18 +242,36 @@ impl Decoder {
         let exe_s = s(&exe);
         let proc_exe = format!("/proc/{}/exe", h.tgid);
         let meta = rec.field(F_EXE_META).filter(|m| m.len() >= 48);
+        let u64_at = |m: &[u8], o: usize| u64::from_ne_bytes(m[o..o + 8].try_into().expect("8"));
         let (dev, ino, nlink, magic) = meta
             .map(|m| {
                 (
-                    u64::from_ne_bytes(m[0..8].try_into().expect("8")),
-                    u64::from_ne_bytes(m[8..16].try_into().expect("8")),
+                    u64_at(m, 0),
+                    u64_at(m, 8),
                     u32::from_ne_bytes(m[36..40].try_into().expect("4")),
-                    u64::from_ne_bytes(m[40..48].try_into().expect("8")),
+                    u64_at(m, 40),
                 )
             })
             .unwrap_or((0, 0, 1, 0));
+        let kernel_key = meta.map(|m| {
+            let nsec = u32::from_ne_bytes(m[32..36].try_into().expect("4"));
+            (dev, ino, u64_at(m, 16) as i64, u64_at(m, 24) as i64, nsec)
+        });
         // A script: execve got the script, the kernel runs its interpreter.
-        let is_script = script_path != exe && {
+        // A name that leads to the very file that runs (a symlink such as
+        // /bin -> usr/bin) is no script: one stat instead of an open+read.
+        let same_file = || {
+            let Some((kdev, kino, ..)) = kernel_key else {
+                return false;
+            };
+            std::fs::metadata(std::ffi::OsStr::from_bytes_compat(&script_path)).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.ino() == kino
+                    && libc::major(m.dev()) as u64 == kdev >> 20
+                    && libc::minor(m.dev()) as u64 == kdev & 0xfffff
+            })
+        };
+        let is_script = script_path != exe && !same_file() && {
             let mut head = [0u8; 2];
             std::fs::File::open(std::ffi::OsStr::from_bytes_compat(&script_path))
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
@@ -260,11 +291,17 @@ impl Decoder {
                 None,
                 None,
             )
+        } else if let Some(key) = kernel_key {
+            self.hashes.sha256_exec(
+                key,
+                Path::new(std::ffi::OsStr::from_bytes_compat(&exe)),
+                Some(Path::new(&proc_exe)),
+            )
         } else {
             self.hashes.sha256(
                 Path::new(std::ffi::OsStr::from_bytes_compat(&exe)),
                 Some(Path::new(&proc_exe)),
-                meta.map(|_| (dev, ino)),
+                None,
             )
         };
         let cgroup = rec.cstr(F_CGROUP).map(s).filter(|c| !c.is_empty());

@@ -7,22 +7,25 @@ use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBufferBuilder, TracepointCategory};
-use vigie_event::{Event, HealthAction, Host};
+use vigie_event::{HealthAction, Host};
 
 use crate::decode::Decoder;
 use crate::skel::VigieSkelBuilder;
 use crate::syscalls;
-use crate::{SensorConfig, health};
+use crate::{Batcher, EventSink, SensorConfig, health};
 
 const KIND_NAMES: [&str; 7] = [
     "unknown", "exec", "fork", "exit", "syscall", "write", "create",
 ];
+
+/// How long a record may wait in the kernel buffer on a quiet host (the
+/// kernel wakes the reader early once a batch worth reading is waiting).
+const POLL_EVERY: Duration = Duration::from_millis(20);
 
 /// Mounts tracefs when absent (libbpf finds tracepoint ids there).
 fn ensure_tracefs() {
@@ -46,7 +49,7 @@ pub(crate) fn run(
     cfg: SensorConfig,
     netns: Option<u32>,
     host: Host,
-    tx: SyncSender<Event>,
+    tx: EventSink,
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) -> Result<()> {
@@ -177,7 +180,7 @@ fn pump(
     cfg: SensorConfig,
     netns: Option<u32>,
     host: Host,
-    tx: SyncSender<Event>,
+    tx: EventSink,
     stop: Arc<AtomicBool>,
     skel: crate::skel::VigieSkel<'_>,
     links: Vec<Link>,
@@ -185,6 +188,8 @@ fn pump(
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) -> Result<()> {
     let mut links = Some(links);
+    // Shared with the ring buffer callback (same thread).
+    let out = Rc::new(RefCell::new(Batcher::new(tx)));
     let decoder = Rc::new(RefCell::new(
         Decoder::new(host.clone(), cfg.max_hash_mb * 1024 * 1024)
             .with_content_sampling(cfg.content_sampling)
@@ -205,7 +210,7 @@ fn pump(
             }
             None => "eBPF sensor started".into(),
         };
-        let _ = tx.send(health(
+        let _ = out.borrow_mut().send_now(health(
             &host,
             "ebpf",
             HealthAction::SensorStart,
@@ -222,13 +227,13 @@ fn pump(
     let mut builder = RingBufferBuilder::new();
     {
         let decoder = decoder.clone();
-        let tx = tx.clone();
+        let out = out.clone();
         let malformed = malformed.clone();
         let gone = gone.clone();
         builder.add(&skel.maps.events, move |data: &[u8]| {
             match decoder.borrow_mut().decode(data) {
                 Ok(Some(ev)) => {
-                    if tx.send(ev).is_err() {
+                    if out.borrow_mut().push(ev).is_err() {
                         gone.store(true, Ordering::Relaxed);
                         return -1;
                     }
@@ -256,7 +261,14 @@ fn pump(
             drop(links.take());
             let _ = ring.consume();
         } else {
-            let _ = ring.poll(Duration::from_millis(100));
+            // The kernel wakes us only when much is waiting (WAKEUP_BYTES
+            // in vigie.bpf.c): read what is there after each wait.
+            let _ = ring.poll(POLL_EVERY);
+            let _ = ring.consume();
+        }
+        // The kernel buffer is empty (or we stop): hand over what we have.
+        if out.borrow_mut().flush().is_err() {
+            gone.store(true, Ordering::Relaxed);
         }
         if gone.load(Ordering::Relaxed) {
             return Ok(());
@@ -296,8 +308,9 @@ fn pump(
                     "{new} events lost since the last report (ring buffer full), {total} in all"
                 );
                 tracing::warn!("{msg}");
-                if tx
-                    .send(health(
+                if out
+                    .borrow_mut()
+                    .send_now(health(
                         &host,
                         "ebpf",
                         HealthAction::EventsLost,

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, bail};
@@ -26,7 +25,7 @@ use vigie_event::{
 use crate::content::ContentSampler;
 use crate::process::{Clock, ProcessTable, entity_id, netns_at, netns_of};
 use crate::raw::bytes_to_string;
-use crate::{SensorConfig, health};
+use crate::{EventSink, SensorConfig, health};
 
 const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
@@ -185,7 +184,7 @@ pub(crate) fn start(
     cfg: SensorConfig,
     netns: Option<u32>,
     host: Host,
-    tx: SyncSender<Event>,
+    tx: EventSink,
     stop: Arc<AtomicBool>,
     why: String,
 ) -> Result<JoinHandle<Result<()>>> {
@@ -197,7 +196,7 @@ pub(crate) fn start(
     } else {
         None
     };
-    let _ = tx.send(health(&host, "fallback", HealthAction::Degraded, format!("degraded mode: fallback sensor (proc connector + fanotify) because {why}; no network, DNS or kernel events"), BTreeMap::new()));
+    let _ = tx.send_one(health(&host, "fallback", HealthAction::Degraded, format!("degraded mode: fallback sensor (proc connector + fanotify) because {why}; no network, DNS or kernel events"), BTreeMap::new()));
     if let Some(fan) = fan {
         let (tx, stop, host) = (tx.clone(), stop.clone(), host.clone());
         let me = std::process::id() as i32;
@@ -266,7 +265,7 @@ pub(crate) fn start(
                                         process,
                                     }),
                                 );
-                                if tx.send(ev).is_err() {
+                                if tx.send_one(ev).is_err() {
                                     return;
                                 }
                             }
@@ -355,7 +354,7 @@ pub(crate) fn start(
                             error: None,
                         }),
                     );
-                    if tx.send(e).is_err() {
+                    if tx.send_one(e).is_err() {
                         break;
                     }
                 }

@@ -17,8 +17,8 @@
 //!   event, `process.vigie.netns`).
 //!
 //! Main types: [`SensorConfig`] (TOML-friendly settings), [`Sensor`] (a
-//! running sensor; events arrive on the channel given to [`Sensor::start`]),
-//! [`SensorMode`], [`Scope`].
+//! running sensor; events arrive on the channel given to [`Sensor::start`],
+//! one by one or in batches: [`EventSink`]), [`SensorMode`], [`Scope`].
 
 mod content;
 mod decode;
@@ -46,6 +46,97 @@ use vigie_event::{Event, Health, HealthAction, HealthEvent, Host, Payload};
 
 pub use content::{header_of, shannon_entropy};
 pub use raw::bytes_to_string;
+
+/// Events handed over per batch at most (see [`EventSink::Batches`]).
+pub const BATCH_MAX: usize = 256;
+
+/// Where a sensor sends its events. Both are bounded channels: when the
+/// consumer falls behind, the kernel ring buffer fills and the loss is
+/// counted and reported.
+#[derive(Clone)]
+pub enum EventSink {
+    /// One event per send (simple consumers, tests).
+    Single(SyncSender<Event>),
+    /// Up to [`BATCH_MAX`] events per send: under a storm one handover (one
+    /// wake-up of the consumer) per batch instead of per event. A batch is
+    /// sent as soon as the kernel buffer is empty, so a quiet host sees no
+    /// added delay.
+    Batches(SyncSender<Vec<Event>>),
+}
+
+impl From<SyncSender<Event>> for EventSink {
+    fn from(tx: SyncSender<Event>) -> Self {
+        EventSink::Single(tx)
+    }
+}
+
+impl From<SyncSender<Vec<Event>>> for EventSink {
+    fn from(tx: SyncSender<Vec<Event>>) -> Self {
+        EventSink::Batches(tx)
+    }
+}
+
+impl EventSink {
+    /// Sends one event on its own (low-rate senders: the fallback sensor).
+    pub(crate) fn send_one(&self, ev: Event) -> Result<(), Gone> {
+        match self {
+            EventSink::Single(tx) => tx.send(ev).map_err(|_| Gone),
+            EventSink::Batches(tx) => tx.send(vec![ev]).map_err(|_| Gone),
+        }
+    }
+}
+
+/// The consumer hung up.
+#[derive(Debug)]
+pub(crate) struct Gone;
+
+/// An [`EventSink`] with the batch being filled.
+pub(crate) struct Batcher {
+    sink: EventSink,
+    batch: Vec<Event>,
+}
+
+impl Batcher {
+    pub(crate) fn new(sink: EventSink) -> Self {
+        Batcher {
+            sink,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Queues one event (sent at once to a [`EventSink::Single`]).
+    pub(crate) fn push(&mut self, ev: Event) -> Result<(), Gone> {
+        match &self.sink {
+            EventSink::Single(tx) => tx.send(ev).map_err(|_| Gone),
+            EventSink::Batches(_) => {
+                self.batch.push(ev);
+                if self.batch.len() >= BATCH_MAX {
+                    self.flush()
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Sends the events queued so far.
+    pub(crate) fn flush(&mut self) -> Result<(), Gone> {
+        if let EventSink::Batches(tx) = &self.sink
+            && !self.batch.is_empty()
+        {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_MAX));
+            tx.send(batch).map_err(|_| Gone)?;
+        }
+        Ok(())
+    }
+
+    /// Queues and sends one event at once (health events: rare, and a
+    /// consumer may be waiting for them).
+    pub(crate) fn send_now(&mut self, ev: Event) -> Result<(), Gone> {
+        self.push(ev)?;
+        self.flush()
+    }
+}
 
 /// A health event of the sensor named `sensor` ("ebpf", "fallback").
 pub(crate) fn health(
@@ -198,10 +289,12 @@ pub fn host() -> Host {
 }
 
 impl Sensor {
-    /// Starts the sensor; events go to `tx` (a bounded channel: when the
-    /// consumer falls behind, the kernel ring buffer fills and the loss is
-    /// counted and reported). Returns once the probes are attached.
-    pub fn start(cfg: SensorConfig, tx: SyncSender<Event>) -> Result<Sensor> {
+    /// Starts the sensor; events go to `tx` (a bounded channel of events or
+    /// of batches, see [`EventSink`]: when the consumer falls behind, the
+    /// kernel ring buffer fills and the loss is counted and reported).
+    /// Returns once the probes are attached.
+    pub fn start(cfg: SensorConfig, tx: impl Into<EventSink>) -> Result<Sensor> {
+        let tx = tx.into();
         let host = host();
         // Resolved here, on the caller's thread: its namespace is the scope.
         let netns = cfg.scope.netns()?;
@@ -243,7 +336,7 @@ impl Sensor {
     fn start_fallback(
         cfg: SensorConfig,
         netns: Option<u32>,
-        tx: SyncSender<Event>,
+        tx: EventSink,
         host: Host,
         why: String,
     ) -> Result<Sensor> {

@@ -19,6 +19,21 @@ use crate::raw::bytes_to_string;
 const EVICT_AFTER: Duration = Duration::from_secs(5);
 /// Ancestors kept in `process.vigie.ancestors`.
 const MAX_ANCESTORS: usize = 16;
+/// Bytes of an ancestor's command line kept in `process.vigie.ancestors`
+/// (the parent's is kept whole: Sigma's ParentCommandLine).
+pub(crate) const ANCESTOR_CMDLINE_MAX: usize = 256;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
 
 /// Clock ticks per second of /proc/<pid>/stat starttime (USER_HZ).
 fn clk_tck() -> u64 {
@@ -293,7 +308,8 @@ impl ProcessTable {
         }
     }
 
-    /// Parent summary and ancestors (nearest first) of a process.
+    /// Parent summary (with its argv: `process.parent.args`) and ancestors
+    /// (nearest first; their argv is in `command_line`) of a process.
     pub fn ancestry(
         &self,
         ppid: u32,
@@ -312,7 +328,23 @@ impl ProcessTable {
             let Some(e) = self.procs.get(&cur) else {
                 break;
             };
-            ancestors.push(ProcessSummary::from(&e.process));
+            // Without `args` (the command line says the same) and with the
+            // command line cut at ANCESTOR_CMDLINE_MAX bytes: a long-lived
+            // ancestor with a long command line (an interpreter with its
+            // script inline, a service with its whole environment) would
+            // otherwise be copied and serialised into every event of every
+            // descendant. Its own exec event has it in full.
+            let p = &e.process;
+            ancestors.push(ProcessSummary {
+                entity_id: p.entity_id.clone(),
+                pid: p.pid,
+                name: p.name.clone(),
+                executable: p.executable.clone(),
+                command_line: cut(&p.command_line, ANCESTOR_CMDLINE_MAX),
+                args: Vec::new(),
+                start: p.start,
+                user: p.user.clone(),
+            });
             seen = cur;
             cur = e.ppid;
         }
@@ -320,10 +352,18 @@ impl ProcessTable {
     }
 }
 
+/// What the kernel saw of an executable at exec: device (kernel
+/// encoding), inode, size, mtime (s, ns).
+pub(crate) type KernelFileKey = (u64, u64, i64, i64, u32);
+
 /// SHA-256 of executables, cached by (device, inode, mtime, size).
 #[derive(Default)]
 pub(crate) struct HashCache {
     cache: HashMap<(u64, u64, i64, i64, u64), String>,
+    /// The same hashes by what the kernel reported at exec: a known binary
+    /// costs no open and no stat (an exec storm runs one binary thousands
+    /// of times).
+    by_kernel: HashMap<KernelFileKey, String>,
     max_size: u64,
 }
 
@@ -331,8 +371,45 @@ impl HashCache {
     pub fn new(max_size: u64) -> Self {
         HashCache {
             cache: HashMap::new(),
+            by_kernel: HashMap::new(),
             max_size,
         }
+    }
+
+    /// [`HashCache::sha256`] of an executable the kernel described with
+    /// `key`; a file whose metadata no longer matches `key` when we open
+    /// it (replaced or modified since the exec) is not hashed.
+    pub fn sha256_exec(
+        &mut self,
+        key: KernelFileKey,
+        path: &Path,
+        fallback: Option<&Path>,
+    ) -> Option<String> {
+        if let Some(h) = self.by_kernel.get(&key) {
+            return Some(h.clone());
+        }
+        let (kdev, kino, ksize, ksec, knsec) = key;
+        let f = fs::File::open(path)
+            .ok()
+            .or_else(|| fallback.and_then(|p| fs::File::open(p).ok()))?;
+        let m = f.metadata().ok()?;
+        // Kernel dev_t is major<<20|minor; user space encodes it otherwise.
+        let (maj, min) = (kdev >> 20, kdev & 0xfffff);
+        let same = m.ino() == kino
+            && libc::major(m.dev()) as u64 == maj
+            && libc::minor(m.dev()) as u64 == min
+            && m.size() as i64 == ksize
+            && m.mtime() == ksec
+            && m.mtime_nsec() == knsec as i64;
+        if !same {
+            return None;
+        }
+        let h = self.hash_open(f, &m)?;
+        if self.by_kernel.len() > 8192 {
+            self.by_kernel.clear(); // bounded memory; cheap to refill
+        }
+        self.by_kernel.insert(key, h.clone());
+        Some(h)
     }
 
     /// Hashes `path` (or `fallback`, e.g. /proc/<pid>/exe, if the path is
@@ -344,7 +421,7 @@ impl HashCache {
         fallback: Option<&Path>,
         expect: Option<(u64, u64)>,
     ) -> Option<String> {
-        let mut f = fs::File::open(path)
+        let f = fs::File::open(path)
             .ok()
             .or_else(|| fallback.and_then(|p| fs::File::open(p).ok()))?;
         let m = f.metadata().ok()?;
@@ -359,6 +436,14 @@ impl HashCache {
             {
                 return None;
             }
+        }
+        self.hash_open(f, &m)
+    }
+
+    /// The hash of an open file with metadata `m`, from the cache or read.
+    fn hash_open(&mut self, mut f: fs::File, m: &fs::Metadata) -> Option<String> {
+        if !m.is_file() || m.len() > self.max_size {
+            return None;
         }
         let key = (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.len());
         if let Some(h) = self.cache.get(&key) {
@@ -384,4 +469,40 @@ impl HashCache {
 
 pub(crate) fn hash_of(h: Option<String>) -> Hash {
     Hash { sha256: h }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: u32, cmd: &str) -> Process {
+        Process {
+            entity_id: entity_id(pid, 1),
+            pid,
+            name: format!("p{pid}"),
+            command_line: cmd.into(),
+            args: cmd.split(' ').map(str::to_string).collect(),
+            ..Process::default()
+        }
+    }
+
+    #[test]
+    fn ancestors_carry_a_bounded_command_line_and_the_parent_its_argv() {
+        let mut t = ProcessTable::default();
+        let long = format!("python3 -c {}", "é".repeat(400));
+        t.insert(proc(1, "/sbin/init"), 1, 0);
+        t.insert(proc(10, &long), 1, 1);
+        t.insert(proc(20, "bash -i"), 1, 10);
+        let (parent, ancestors) = t.ancestry(20, Some(1));
+        let parent = parent.unwrap();
+        assert_eq!(parent.args, ["bash", "-i"], "the parent keeps its argv");
+        assert_eq!(ancestors.len(), 2);
+        let a = &ancestors[0];
+        assert_eq!(a.pid, 10);
+        assert!(a.args.is_empty(), "ancestors carry the command line only");
+        assert!(a.command_line.len() <= ANCESTOR_CMDLINE_MAX);
+        assert!(long.starts_with(&a.command_line), "cut, not altered");
+        assert!(a.command_line.len() > ANCESTOR_CMDLINE_MAX - 4);
+        assert_eq!(ancestors[1].command_line, "/sbin/init");
+    }
 }

@@ -263,27 +263,51 @@ static __always_inline bool out_of_scope(struct config *c, struct task_struct *t
 	return ns && ns != c->netns_scope;
 }
 
-static __always_inline void fill_hdr(struct ev_hdr *h, struct task_struct *task, u32 kind)
+/* Every probe read is a helper call with fault handling: the header reads
+ * what it needs once (parent pointer, cred block) and takes what helpers
+ * give for the current task (pid/tgid, comm). */
+static __always_inline void fill_common(struct ev_hdr *h, struct task_struct *task, u32 kind)
 {
 	h->kind = kind;
 	h->ts_boot_ns = bpf_ktime_get_boot_ns();
-	h->pid = BPF_CORE_READ(task, pid);
-	h->tgid = BPF_CORE_READ(task, tgid);
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	h->uid = BPF_CORE_READ(task, cred, uid.val);
-	h->gid = BPF_CORE_READ(task, cred, gid.val);
-	h->euid = BPF_CORE_READ(task, cred, euid.val);
-	h->egid = BPF_CORE_READ(task, cred, egid.val);
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	h->ppid = BPF_CORE_READ(parent, tgid);
+	h->parent_start_boot_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
+	/* uid, gid, suid, sgid, euid, egid: adjacent in struct cred. */
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	u32 ids[6] = {};
+	bpf_probe_read_kernel(ids, sizeof(ids), &cred->uid);
+	h->uid = ids[0];
+	h->gid = ids[1];
+	h->euid = ids[4];
+	h->egid = ids[5];
 	h->loginuid = BPF_CORE_READ(task, loginuid.val);
 	h->start_boot_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	h->parent_start_boot_ns = BPF_CORE_READ(task, real_parent, group_leader, start_boottime);
 	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
 	h->ret = 0;
 	h->nr = 0;
 	h->flags = 0;
 	h->netns = task_netns(task);
 	h->pad = 0;
+}
+
+/* The header of an event about `task` (any task). */
+static __always_inline void fill_hdr(struct ev_hdr *h, struct task_struct *task, u32 kind)
+{
+	fill_common(h, task, kind);
+	h->pid = BPF_CORE_READ(task, pid);
+	h->tgid = BPF_CORE_READ(task, tgid);
+	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
+}
+
+/* The header of an event about the current task (`task` is current). */
+static __always_inline void fill_hdr_current(struct ev_hdr *h, struct task_struct *task, u32 kind)
+{
+	fill_common(h, task, kind);
+	u64 id = bpf_get_current_pid_tgid();
+	h->pid = (u32)id;
+	h->tgid = id >> 32;
+	bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 
 /* Bound an offset for the verifier. The asm keeps clang from dropping a
@@ -447,13 +471,22 @@ static __always_inline u32 put_cwd(u8 *buf, u32 off, u16 type, struct task_struc
 	return put_path(buf, off, type, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt));
 }
 
+/* User space is woken only once this much is waiting (it also polls every
+ * few milliseconds, so a quiet host's events wait at most that long). With
+ * the default (wake whenever the reader had caught up), a reader that keeps
+ * up is woken for every record: three context switches per exec under an
+ * exec storm, on the CPUs the storm runs on. */
+#define WAKEUP_BYTES (128 * 1024)
+
 static __always_inline void emit(u8 *buf, u32 off, u32 kind)
 {
 	struct ev_hdr *h = (struct ev_hdr *)buf;
 	if (off > SCRATCH_SIZE - 1)
 		off = SCRATCH_SIZE - 1;
 	h->size = off;
-	if (bpf_ringbuf_output(&events, buf, off & (SCRATCH_SIZE - 1), 0) != 0)
+	u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES
+		? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, buf, off & (SCRATCH_SIZE - 1), flags) != 0)
 		count_lost(kind);
 }
 
@@ -474,7 +507,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (!buf || !c)
 		return 0;
 	struct ev_hdr *h = (struct ev_hdr *)buf;
-	fill_hdr(h, task, EV_EXEC);
+	fill_hdr_current(h, task, EV_EXEC);
 	u32 off = sizeof(struct ev_hdr);
 
 	/* The filename as execve resolved it (a script path for scripts). */
@@ -557,7 +590,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	if (!buf)
 		return 0;
 	struct ev_hdr *h = (struct ev_hdr *)buf;
-	fill_hdr(h, task, EV_EXIT);
+	fill_hdr_current(h, task, EV_EXIT);
 	h->ret = BPF_CORE_READ(task, exit_code);
 	if (h->ret == 0)
 		h->ret = BPF_CORE_READ(task, signal, group_exit_code);
@@ -613,7 +646,7 @@ int handle_close(struct trace_event_raw_sys_enter *ctx)
 	if (!buf)
 		return 0;
 	struct ev_hdr *h = (struct ev_hdr *)buf;
-	fill_hdr(h, task, EV_WRITE_CLOSE);
+	fill_hdr_current(h, task, EV_WRITE_CLOSE);
 	h->args[0] = ctx->args[0];
 	h->args[1] = bytes;
 	h->args[2] = writes;
@@ -811,7 +844,7 @@ int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 			return 0;
 	}
 
-	fill_hdr(h, task, kind);
+	fill_hdr_current(h, task, kind);
 	h->nr = nr;
 	h->ret = ret;
 	for (int i = 0; i < 6; i++)
@@ -821,7 +854,10 @@ int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	bool need_cwd = false;
 	for (int i = 0; i < 3; i++) {
 		u8 sa = sp->str_arg[i];
-		if (!sa)
+		/* A create names its file by the descriptor's path (F_FD_COMP,
+		 * walked below): the path as given, and its base directory,
+		 * would be copied for nothing. */
+		if (!sa || sp->open_kind)
 			continue;
 		const char *s = (const char *)arg_or_ret(&p, ret, sa);
 		char first = 0;
