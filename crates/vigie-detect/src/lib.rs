@@ -16,6 +16,8 @@
 //!   Each logsource group's index (rsigma's Aho-Corasick DFAs) is built on
 //!   the first event of that logsource, once, for all detectors;
 //!   [`Engine::prepare_all`] builds them all up front.
+//! * [`Match`]: a rule that fired, from [`Detector::matches`], without a
+//!   copy of the event ([`Detector::process`] makes the alerts).
 //! * [`LoadReport`]: one [`RuleEntry`] per rule document (path, line, id,
 //!   title, [`RuleStatus`], reason) and [`Totals`]; serialisable to JSON.
 //! * [`behaviour`]: detectors Sigma cannot express, fed the same events:

@@ -408,6 +408,7 @@ impl Serialize for Alert {
             time: self.time,
             host: &self.host,
             rule: &self.rule,
+            rule_section: &self.rule,
             source: self.event().and_then(|e| e.source.as_ref()),
             events: &self.events,
         }
@@ -418,19 +419,23 @@ impl Serialize for Alert {
 /// An alert's parts, borrowed, serialised exactly like [`Alert`]: lets a
 /// writer give the events already rendered (e.g. as
 /// `serde_json::value::RawValue`), so that an event several rules matched
-/// is rendered once rather than once per alert.
-pub struct AlertParts<'a, E> {
+/// is rendered once rather than once per alert, and likewise the rule.
+pub struct AlertParts<'a, E, R: ?Sized = RuleRef> {
     pub id: Uuid,
     pub time: DateTime<Utc>,
     pub host: &'a Host,
+    /// Gives the severity and the ATT&CK section.
     pub rule: &'a RuleRef,
+    /// Written as the `rule` section: `rule` itself, or `rule` rendered
+    /// beforehand.
+    pub rule_section: &'a R,
     /// Where the triggering event was read (its `source`).
     pub source: Option<&'a SourceRef>,
     /// The triggering event first, then a correlation's others.
     pub events: &'a [E],
 }
 
-impl<E: Serialize> Serialize for AlertParts<'_, E> {
+impl<E: Serialize, R: Serialize + ?Sized> Serialize for AlertParts<'_, E, R> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("@timestamp", &self.time)?;
@@ -448,7 +453,7 @@ impl<E: Serialize> Serialize for AlertParts<'_, E> {
             },
         )?;
         map.serialize_entry("host", self.host)?;
-        map.serialize_entry("rule", self.rule)?;
+        map.serialize_entry("rule", self.rule_section)?;
         if !self.rule.attack.is_empty() {
             map.serialize_entry(
                 "threat",

@@ -348,8 +348,8 @@ fn alerts_round_trip_with_rule_fields() {
     assert_eq!(parse_alert(&json).unwrap(), alert);
 }
 
-/// A writer may render the events first (once for several alerts):
-/// `AlertParts` with rendered events writes the same JSON as the alert.
+/// A writer may render the events and the rule first (once for several
+/// alerts): `AlertParts` with them writes the same JSON as the alert.
 #[test]
 fn alert_parts_with_rendered_events_write_the_alert() {
     let e = event(all_payloads().remove(0));
@@ -373,11 +373,13 @@ fn alert_parts_with_rendered_events_write_the_alert() {
         .iter()
         .map(|e| serde_json::value::to_raw_value(e).unwrap())
         .collect();
+    let rule = serde_json::value::to_raw_value(&alert.rule).unwrap();
     let parts = ecs::AlertParts {
         id: alert.id,
         time: alert.time,
         host: &alert.host,
         rule: &alert.rule,
+        rule_section: &rule,
         source: alert.events[0].source.as_ref(),
         events: &rendered,
     };

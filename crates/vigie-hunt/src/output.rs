@@ -1,11 +1,13 @@
 //! Writing detections: a table for people, JSON lines and CSV for machines.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use vigie_detect::Match;
 use vigie_event::ecs::AlertParts;
-use vigie_event::{Event, Fields, Level};
+use vigie_event::{Event, Fields, Level, RuleRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -32,7 +34,10 @@ pub fn writer(format: Format, out: Box<dyn Write + Send>, color: bool) -> Box<dy
             color,
             header: false,
         }),
-        Format::Jsonl => Box::new(Jsonl { out }),
+        Format::Jsonl => Box::new(Jsonl {
+            out,
+            rules: HashMap::new(),
+        }),
         Format::Csv => Box::new(Csv {
             out: csv::Writer::from_writer(out),
             header: false,
@@ -147,7 +152,33 @@ impl AlertWriter for Table {
 
 struct Jsonl {
     out: Box<dyn Write + Send>,
+    /// Each rule's `rule` section, rendered on its first detection. Keyed by
+    /// the rule itself (compared by address: the map holds the `Arc`, so an
+    /// address is never reused while its entry exists).
+    rules: HashMap<ByAddress, Box<RawValue>>,
 }
+
+/// An `Arc<RuleRef>` hashed and compared by address: every match of a rule
+/// shares the engine's one `Arc`.
+struct ByAddress(Arc<RuleRef>);
+
+impl PartialEq for ByAddress {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ByAddress {}
+
+impl std::hash::Hash for ByAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
+}
+
+/// Rules rendered at most; beyond it (rule sets are a few thousand rules)
+/// a rule is rendered with each detection.
+const RENDERED_RULES: usize = 20_000;
 
 impl AlertWriter for Jsonl {
     fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
@@ -163,11 +194,26 @@ impl AlertWriter for Jsonl {
             let mut events: Vec<&RawValue> = Vec::with_capacity(1 + related.len());
             events.push(&rendered);
             events.extend(related.iter().map(|r| &**r));
+            let key = ByAddress(Arc::clone(&m.rule));
+            let uncached;
+            let rule_section: &RawValue = match self.rules.get(&key) {
+                Some(r) => r,
+                None => {
+                    let rendered = serde_json::value::to_raw_value(&*m.rule)?;
+                    if self.rules.len() < RENDERED_RULES {
+                        self.rules.entry(key).or_insert(rendered)
+                    } else {
+                        uncached = rendered;
+                        &uncached
+                    }
+                }
+            };
             let alert = AlertParts {
                 id: uuid::Uuid::now_v7(),
                 time: event.time,
                 host: &event.host,
                 rule: &m.rule,
+                rule_section,
                 source: event.source.as_ref(),
                 events: &events,
             };

@@ -121,6 +121,13 @@ fn hunt(format: Format) -> Hunted {
             "net use \\\\srv\\c$",
         ),
         sysmon_line(3, "C:\\Tools\\app.bin", "C:\\Windows\\explorer.exe", "app"),
+        // The same rules again (the JSON writer renders each rule once).
+        sysmon_line(
+            4,
+            "C:\\Windows\\System32\\whoami.exe",
+            "C:\\Windows\\System32\\cmd.exe",
+            "whoami",
+        ),
     ];
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let engine = engine();
@@ -161,13 +168,13 @@ fn hunt(format: Format) -> Hunted {
 #[test]
 fn jsonl_lines_are_the_engine_alerts() {
     let hunted = hunt(Format::Jsonl);
-    // whoami.exe under cmd: 2 rules (+1 informational, below --min-level);
-    // net use: 1 rule (+1 informational); app.bin: none.
-    assert_eq!(hunted.lines.len(), 3, "{:#?}", hunted.lines);
-    assert_eq!(hunted.summary.detections_total(), 3);
-    assert_eq!(hunted.summary.below_min_level, 2);
-    assert_eq!(hunted.summary.detections.get(&Level::High), Some(&1));
-    assert_eq!(hunted.summary.detections.get(&Level::Medium), Some(&1));
+    // whoami.exe under cmd, twice: 2 rules (+1 informational, below
+    // --min-level); net use: 1 rule (+1 informational); app.bin: none.
+    assert_eq!(hunted.lines.len(), 5, "{:#?}", hunted.lines);
+    assert_eq!(hunted.summary.detections_total(), 5);
+    assert_eq!(hunted.summary.below_min_level, 3);
+    assert_eq!(hunted.summary.detections.get(&Level::High), Some(&2));
+    assert_eq!(hunted.summary.detections.get(&Level::Medium), Some(&2));
     assert_eq!(hunted.summary.detections.get(&Level::Low), Some(&1));
 
     let mut engine = engine();
@@ -202,7 +209,7 @@ fn jsonl_lines_are_the_engine_alerts() {
 #[test]
 fn table_and_csv_have_a_line_per_rule() {
     let table = hunt(Format::Table);
-    assert_eq!(table.lines.len(), 1 + 3, "{:#?}", table.lines);
+    assert_eq!(table.lines.len(), 1 + 5, "{:#?}", table.lines);
     assert!(table.lines[0].starts_with("TIME (UTC)"));
     assert!(table.lines[1].contains("high") && table.lines[1].contains("Whoami"));
     assert!(table.lines[2].contains("medium") && table.lines[2].contains("Child of cmd"));
@@ -212,7 +219,7 @@ fn table_and_csv_have_a_line_per_rule() {
     assert!(table.lines[3].contains("Net use"));
 
     let csv = hunt(Format::Csv);
-    assert_eq!(csv.lines.len(), 1 + 3, "{:#?}", csv.lines);
+    assert_eq!(csv.lines.len(), 1 + 5, "{:#?}", csv.lines);
     assert!(csv.lines[0].starts_with("time,host,level,rule_id"));
     assert!(csv.lines[1].contains(",high,11111111-1111-4111-8111-111111111111,Whoami,"));
     assert!(csv.lines[1].contains("attack.discovery attack.t1033"));
