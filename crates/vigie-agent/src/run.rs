@@ -363,6 +363,12 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
                     Err(_) => break,
                 }
             }
+            // The queue closes as the sensor thread ends, a moment before
+            // the thread that joins it does: wait for it (within the
+            // deadline) rather than report a stop that did not fail.
+            while stopper.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             match stopper {
                 Some(t) if t.is_finished() => match t.join() {
                     Ok(Ok(())) => {}
