@@ -35,7 +35,7 @@ use crate::store::{AuditEntry, IngestBatch};
 pub const DEFAULT_LISTEN: [&str; 2] = ["0.0.0.0:1812", "0.0.0.0:1813"];
 
 /// Events waiting for the writer before new ones are dropped (a few seconds
-/// of a mass reconnection; the writer commits hundreds per transaction).
+/// of a mass reconnection; the writer commits them [`BATCH`] at a time).
 pub const QUEUE: usize = 8192;
 
 /// Whether and where the manager serves RADIUS.
@@ -157,6 +157,8 @@ struct Routing {
     server: Arc<Server>,
     /// Organisations whose host row exists.
     ready: std::collections::HashSet<String>,
+    /// When each service host's `last_seen` was last written.
+    seen: std::collections::HashMap<String, Instant>,
 }
 
 impl Routing {
@@ -283,6 +285,7 @@ pub(crate) async fn start(
         hostname: service_hostname,
         server: server.clone(),
         ready: Default::default(),
+        seen: Default::default(),
     };
     tasks.push(tokio::spawn(writer(
         core.clone(),
@@ -345,7 +348,10 @@ pub(crate) async fn start(
 }
 
 /// Most notes stored in one ingest batch.
-const BATCH: usize = 500;
+/// Small: on SQLite every batch holds the single writer lock while it is
+/// stored, and logins wait for it to record their TOTP step (500 notes that
+/// each raise an alert held it for tens of milliseconds).
+const BATCH: usize = 64;
 
 /// Detection and storage, off the answer path. Correlations (brute force,
 /// spraying) need this one engine to see every event, in order.
@@ -453,13 +459,21 @@ async fn store_notes(
                 Err(e) => tracing::error!("recording the RADIUS service as a host: {e:#}"),
             }
         }
-        store_batch(core, batch).await;
+        // `last_seen` is another write: once a second is enough.
+        let touch = routing
+            .seen
+            .get(&batch.host_id)
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if touch {
+            routing.seen.insert(batch.host_id.clone(), Instant::now());
+        }
+        store_batch(core, batch, touch).await;
     }
 }
 
 /// Through the agents' ingest writer (group commit, dedup, incidents,
 /// notifications).
-async fn store_batch(core: &Core, batch: IngestBatch) {
+async fn store_batch(core: &Core, batch: IngestBatch, touch: bool) {
     let (events, alerts) = (batch.events.len() as u64, batch.alerts.len() as u64);
     // A database hiccup is retried; what still fails is counted and logged.
     for attempt in 1..=3 {
@@ -487,11 +501,13 @@ async fn store_batch(core: &Core, batch: IngestBatch) {
                 core.counters
                     .radius_events
                     .fetch_add(events, Ordering::Relaxed);
-                let _ = sqlx::query("UPDATE hosts SET last_seen = $1 WHERE id = $2")
-                    .bind(crate::store::now_ms())
-                    .bind(&batch.host_id)
-                    .execute(&core.store.pool)
-                    .await;
+                if touch {
+                    let _ = sqlx::query("UPDATE hosts SET last_seen = $1 WHERE id = $2")
+                        .bind(crate::store::now_ms())
+                        .bind(&batch.host_id)
+                        .execute(&core.store.pool)
+                        .await;
+                }
                 return;
             }
             Err(e) => tracing::warn!(attempt, "storing RADIUS events failed: {e}"),
