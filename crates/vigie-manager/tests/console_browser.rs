@@ -613,11 +613,18 @@ async fn browse(
         .expect("the saved rule is listed with its groups");
     field.send_keys("compta, mairie-annexe").await.unwrap();
     click(c, "form[action$='/groups'] button").await;
-    c.wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("p.flash"))
+    // The rules page before showed a flash too: wait for the new URL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c
+        .current_url()
         .await
-        .unwrap();
+        .unwrap()
+        .as_str()
+        .contains("msg=updated")
+    {
+        assert!(Instant::now() < deadline, "no page after the assignment");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_, rules) = m.get("/api/v1/rules", Some(&m.admin_token)).await;
     assert_eq!(
         rules["rules"][0]["groups"],
