@@ -471,8 +471,12 @@ pub async fn alerts(
     let list = queries::alerts(&st.core.store, &ctx.session.org, &f, PAGE)
         .await
         .map_err(ie(l))?;
+    // The next page starts after the last alert shown: (time, id).
     let older = (list.len() as i64 == PAGE)
-        .then(|| list.last().and_then(|a| a["time"].as_i64()))
+        .then(|| {
+            list.last()
+                .and_then(|a| Some((a["time"].as_i64()?, s(a, "id"))))
+        })
         .flatten();
     let analyst = ctx.can("analyst");
     let content = html! {
@@ -517,8 +521,8 @@ pub async fn alerts(
             }
         }
         (alert_table(l, &list, analyst.then_some("bulk")))
-        @if let Some(t) = older {
-            p { a href={ "/console/alerts?status=" (query_value(&f.status)) "&level=" (query_value(&f.level)) "&host=" (query_value(&f.host)) "&q=" (query_value(&f.q)) "&before=" (t) } { (l.t("older")) " →" } }
+        @if let Some((t, id)) = older {
+            p { a href={ "/console/alerts?status=" (query_value(&f.status)) "&level=" (query_value(&f.level)) "&host=" (query_value(&f.host)) "&q=" (query_value(&f.q)) "&before=" (t) "&before_id=" (query_value(id)) } { (l.t("older")) " →" } }
         }
     };
     Ok(page(&ctx, l.t("alerts"), "/console/alerts", content).into_response())

@@ -50,8 +50,13 @@ pub struct AlertFilter {
     pub host: String,
     #[serde(default)]
     pub q: String,
-    /// Show alerts older than this time (ms): the "older" link.
+    /// Show alerts older than this time (ms): the "older" link...
     pub before: Option<i64>,
+    /// ...and, at that same millisecond, those with a smaller id (the last
+    /// one shown): alerts stored in the same millisecond are neither
+    /// skipped nor shown twice across pages.
+    #[serde(default)]
+    pub before_id: String,
     #[serde(default)]
     pub msg: Option<String>,
 }
@@ -69,7 +74,7 @@ pub async fn alerts(s: &Store, org: &str, f: &AlertFilter, limit: i64) -> Result
             .replace('%', "\\%")
             .replace('_', "\\_")
     );
-    let rows = sqlx::query("SELECT a.id, a.host_id, a.time, a.rule_name, a.level, a.status, a.assignee, a.verdict, h.hostname FROM alerts a LEFT JOIN hosts h ON h.id = a.host_id WHERE a.org_id = $1 AND ($2 = '' OR a.status = $2) AND a.severity >= $3 AND ($4 = '' OR a.host_id = $4) AND ($5 = '' OR a.rule_name LIKE $6 ESCAPE '\\') AND a.time < $7 ORDER BY a.time DESC LIMIT $8")
+    let rows = sqlx::query("SELECT a.id, a.host_id, a.time, a.rule_name, a.level, a.status, a.assignee, a.verdict, h.hostname FROM alerts a LEFT JOIN hosts h ON h.id = a.host_id WHERE a.org_id = $1 AND ($2 = '' OR a.status = $2) AND a.severity >= $3 AND ($4 = '' OR a.host_id = $4) AND ($5 = '' OR a.rule_name LIKE $6 ESCAPE '\\') AND (a.time < $7 OR (a.time = $7 AND a.id < $9)) ORDER BY a.time DESC, a.id DESC LIMIT $8")
         .bind(org)
         .bind(&f.status)
         .bind(min)
@@ -78,6 +83,7 @@ pub async fn alerts(s: &Store, org: &str, f: &AlertFilter, limit: i64) -> Result
         .bind(&like)
         .bind(f.before.unwrap_or(i64::MAX))
         .bind(limit)
+        .bind(&f.before_id)
         .fetch_all(&s.pool)
         .await?;
     Ok(rows
