@@ -14,6 +14,18 @@ use vigie_event::{
     Payload, Process, ProcessAction, ProcessEvent, ProcessSummary, User,
 };
 
+/// Discovery commands of the "Discovery Command" rule (five make a burst).
+const DISCOVERY_TOOLS: [&str; 8] = [
+    "/usr/bin/whoami",
+    "/usr/bin/id",
+    "/usr/bin/uname",
+    "/usr/bin/hostname",
+    "/usr/sbin/ip",
+    "/usr/bin/ps",
+    "/usr/bin/w",
+    "/usr/bin/last",
+];
+
 fn rules_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")
 }
@@ -257,13 +269,7 @@ fn cases() -> BTreeMap<&'static str, (Vec<Event>, Vec<Event>)> {
         ),
     );
     // The correlation: five different discovery tools under one parent.
-    let tools = [
-        "/usr/bin/whoami",
-        "/usr/bin/id",
-        "/usr/bin/uname",
-        "/usr/bin/hostname",
-        "/usr/sbin/ip",
-    ];
+    let tools = &DISCOVERY_TOOLS[..5];
     let burst: Vec<Event> = tools
         .iter()
         .enumerate()
@@ -406,19 +412,9 @@ fn every_rule_fires_on_its_event_and_not_on_a_near_miss() {
 #[test]
 fn correlations_fire_once_per_window() {
     let (engine, _) = Engine::load(&[rules_dir()]);
-    let tools = [
-        "/usr/bin/whoami",
-        "/usr/bin/id",
-        "/usr/bin/uname",
-        "/usr/bin/hostname",
-        "/usr/sbin/ip",
-        "/usr/bin/ps",
-        "/usr/bin/w",
-        "/usr/bin/last",
-    ];
     let mut d = engine.detector();
     let mut count = |from: i64| {
-        tools
+        DISCOVERY_TOOLS
             .iter()
             .enumerate()
             .flat_map(|(i, t)| d.process(&exec(t, t, "/bin/bash", 555, from + i as i64)))

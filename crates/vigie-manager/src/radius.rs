@@ -26,7 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use vigie_event::{Event, Level};
-use vigie_radius::{EventSink, Lockout, MasterKey, PasswordBackend, Server};
+use vigie_radius::{EventSink, Lockout, PasswordBackend, Server};
 
 use crate::Core;
 use crate::store::{AuditEntry, IngestBatch};
@@ -251,7 +251,8 @@ pub(crate) async fn start(
         None => None,
     };
 
-    let key = MasterKey::load_or_create(&config.data.join("keys").join("mfa.key"))?;
+    // Read once at start by the manager (`Core::secrets`).
+    let key = core.secrets.clone();
     let engine = tokio::task::spawn_blocking(|| {
         let (engine, report) = vigie_detect::Engine::from_yaml(vigie_rules::pack());
         let problems: Vec<_> = report.problems().map(|p| &p.path).collect();

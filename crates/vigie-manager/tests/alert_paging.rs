@@ -6,22 +6,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Db, Recorder, alert_for, exec_event, start_manager};
+use common::{Db, alert_for, exec_event, start_manager};
 use vigie_manager::console::queries::{AlertFilter, alerts};
-use vigie_uplink::{Options, Uplink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_millisecond_alerts_page_without_gaps() {
     let m = start_manager(&Db::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = m.enroll_token("default", 3_600_000).await;
-    Uplink::enroll(&m.agent_url(), &token, dir.path())
-        .await
-        .unwrap();
-    let up = Uplink::start(dir.path(), Recorder::default(), Options::default())
-        .await
-        .unwrap();
-    assert!(up.wait_connected(Duration::from_secs(20)).await);
+    let (up, _, _dir) = m.connected_agent().await;
     // 120 alerts, every one at the same instant.
     let first = exec_event("pc-compta", 1);
     let mut sent = HashSet::new();

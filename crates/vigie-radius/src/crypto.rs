@@ -10,7 +10,9 @@ use rand::RngCore;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// The 32-byte key from `DIR/keys/mfa.key`, wiped from memory on drop.
+/// The 32-byte key from `DIR/keys/mfa.key`, wiped from memory on drop
+/// (each clone too).
+#[derive(Clone)]
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for MasterKey {

@@ -13,7 +13,9 @@ use vigie_event::{
     RuleRef,
 };
 use vigie_manager::{Config, Manager, ManagerHandle};
-use vigie_uplink::{Command as AgentCommand, CommandHandler, CommandOutcome};
+use vigie_uplink::{
+    Command as AgentCommand, CommandHandler, CommandOutcome, Options, Uplink, UplinkHandle,
+};
 
 pub enum Db {
     Sqlite,
@@ -124,6 +126,21 @@ impl TestManager {
         let (_, secret) = core.store.create_enroll_token(org, ttl_ms).await.unwrap();
         format!("{secret}.{}", core.pki.ca_fingerprint())
     }
+    /// A test agent of the default organisation, enrolled and connected
+    /// (commands recorded, default options). Keep the returned dir alive.
+    pub async fn connected_agent(&self) -> (UplinkHandle, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let token = self.enroll_token("default", 3_600_000).await;
+        let id = Uplink::enroll(&self.agent_url(), &token, dir.path())
+            .await
+            .unwrap();
+        let up = Uplink::start(dir.path(), Recorder::default(), Options::default())
+            .await
+            .unwrap();
+        assert!(up.wait_connected(Duration::from_secs(20)).await);
+        (up, id.host_id, dir)
+    }
+
     pub async fn stop(&mut self) {
         if let Some(h) = self.handle.take() {
             h.shutdown().await;
