@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod cmd;
 
 /// Vigie: endpoint detection and response, and two-factor authentication for
@@ -43,7 +44,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Agent(args) => cmd::agent::run(args),
+        Command::Agent(args) => {
+            allocator::favour_memory();
+            cmd::agent::run(args)
+        }
         Command::Hunt(args) => cmd::hunt::run(args),
         Command::Manager(args) => cmd::manager::run(args),
         Command::Rules(command) => cmd::rules::run(command, cli.verbose),
