@@ -80,6 +80,13 @@ async fn alert_status(m: &TestManager, id: &str) -> String {
     sum["status"].as_str().unwrap().to_string()
 }
 
+async fn session_rows(m: &TestManager) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM console_sessions")
+        .fetch_one(&m.h().core.store.pool)
+        .await
+        .unwrap()
+}
+
 async fn command_count(m: &TestManager) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM commands")
         .fetch_one(&m.h().core.store.pool)
@@ -128,6 +135,28 @@ async fn console_security() {
     let r = victim.login("ana", "a long test password").await;
     assert_eq!(r.status, 303);
     assert_ne!(victim.session().as_deref(), Some("attacker-chosen-id"));
+
+    // --- Opening the login page writes nothing to the database (anyone can
+    // open it, as often as they like), and a login form's token only works
+    // with the cookie it was made for.
+    let rows = session_rows(m).await;
+    for _ in 0..20 {
+        Web::new(m).csrf("/console/login").await;
+    }
+    assert_eq!(session_rows(m).await, rows, "no row per visitor");
+    let a = Web::new(m);
+    let token_a = a.csrf("/console/login").await;
+    let b = Web::new(m);
+    b.csrf("/console/login").await;
+    let form = [
+        ("csrf", token_a.as_str()),
+        ("username", "ana"),
+        ("password", "a long test password"),
+    ];
+    let r = b.post("/console/login", &form).await;
+    assert_eq!(r.status, 403, "a token of another visitor");
+    let r = a.post("/console/login", &form).await;
+    assert_eq!(r.status, 303, "{}", r.body);
 
     // --- CSRF: a form post without or with a wrong token is refused.
     let path = format!("/console/alerts/{}", s.alert_id);

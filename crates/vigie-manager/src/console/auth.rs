@@ -18,7 +18,7 @@ use vigie_radius::totp;
 use super::i18n::Lang;
 use super::layout::{bare, trusted_svg};
 use super::{
-    ConsoleState, CsrfForm, PRELOGIN_MS, SESSION_MS, Session, create_session, csrf_refused,
+    ConsoleState, CsrfForm, PRELOGIN_MS, Prelogin, SESSION_MS, create_session, csrf_refused,
     delete_session, internal, lang_of, load_session, session_cookie,
 };
 use crate::store::{AuditEntry, now_ms, verify_password};
@@ -49,23 +49,14 @@ pub async fn login_form(
         Ok(s) => s,
         Err(e) => return internal(lang, format!("{e:#}")),
     };
-    if let Some(s) = &session {
-        match s.stage.as_str() {
-            "full" => return Redirect::to("/console/").into_response(),
-            "anon" => {
-                return bare(lang, lang.t("login"), login_page(lang, &s.csrf, false))
-                    .into_response();
-            }
-            _ => {}
-        }
+    if session.is_some_and(|s| s.stage == "full") {
+        return Redirect::to("/console/").into_response();
     }
-    let s = match create_session(&st, None, "anon", PRELOGIN_MS).await {
-        Ok(s) => s,
-        Err(e) => return internal(lang, format!("{e:#}")),
-    };
+    let visitor = Prelogin::from_jar(&jar).unwrap_or_default();
+    let token = visitor.token(&st.key);
     (
-        jar.add(session_cookie(s.id)),
-        bare(lang, lang.t("login"), login_page(lang, &s.csrf, false)),
+        jar.add(visitor.cookie()),
+        bare(lang, lang.t("login"), login_page(lang, &token, false)),
     )
         .into_response()
 }
@@ -162,14 +153,26 @@ pub async fn login(
         Ok(s) => s,
         Err(e) => return internal(lang, format!("{e:#}")),
     };
-    let Some(session) = session.filter(|s| s.csrf_ok(&f.csrf)) else {
+    // A visitor's first login, or a signed-in (or half signed-in) session's.
+    let visitor = Prelogin::from_jar(&jar);
+    let token_ok = match (&visitor, &session) {
+        (Some(v), _) => v.token_ok(&st.key, &f.csrf, now_ms()),
+        (None, Some(s)) => s.csrf_ok(&f.csrf),
+        (None, None) => false,
+    };
+    if !token_ok {
         tracing::warn!("console: login form refused (CSRF token)");
         return csrf_refused(lang);
-    };
-    let failed = |s: &Session| {
+    }
+    let failed = || {
+        let token = match (&visitor, &session) {
+            (Some(v), _) => v.token(&st.key),
+            (None, Some(s)) => s.csrf.clone(),
+            (None, None) => String::new(),
+        };
         (
             StatusCode::UNAUTHORIZED,
-            bare(lang, lang.t("login"), login_page(lang, &s.csrf, true)),
+            bare(lang, lang.t("login"), login_page(lang, &token, true)),
         )
             .into_response()
     };
@@ -187,16 +190,16 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let Some(u) = user else {
-        return failed(&session);
+        return failed();
     };
     if u.locked_until > now_ms() {
-        return failed(&session);
+        return failed();
     }
     if !good {
         if let Err(e) = record_failure(&st, &u, &f.username, "password").await {
             return internal(lang, format!("{e:#}"));
         }
-        return failed(&session);
+        return failed();
     }
     let stage = if u.role == "admin" {
         if u.totp_secret.is_some() {
@@ -216,7 +219,9 @@ pub async fn login(
             audit_login(&st, &u, &f.username, "password").await?;
         }
         // A new session id: whatever id was planted before login is dead.
-        delete_session(&st, &session.id_hash).await?;
+        if let Some(old) = &session {
+            delete_session(&st, &old.id_hash).await?;
+        }
         let ttl = if stage == "full" {
             SESSION_MS
         } else {

@@ -7,7 +7,9 @@
 //! code); sessions in the database (only the SHA-256 of the id is kept),
 //! cookie `HttpOnly; Secure; SameSite=Strict`, a new id at each login step
 //! (no fixation); a synchroniser CSRF token per session on every form,
-//! compared in constant time; lockout after repeated failures; roles
+//! compared in constant time (before sign-in, a token sealed with the
+//! manager's key and bound to the visitor's cookie: see [`Prelogin`], so
+//! opening the login page writes nothing to the database); lockout after repeated failures; roles
 //! enforced on the server for every action; admin actions in the audit log.
 //!
 //! Main types: [`ConsoleState`], [`Ctx`] (the signed-in user of a request),
@@ -141,7 +143,7 @@ pub async fn load_session(st: &ConsoleState, jar: &CookieJar) -> anyhow::Result<
     let Some(c) = jar.get(SESSION_COOKIE) else {
         return Ok(None);
     };
-    if c.value().is_empty() || c.value().len() > 100 {
+    if c.value().is_empty() || c.value().len() > 100 || c.value().starts_with(PRELOGIN_PREFIX) {
         return Ok(None);
     }
     let row = sqlx::query("SELECT id_hash, user_id, org_id, username, role, stage, csrf, pending_totp FROM console_sessions WHERE id_hash = $1 AND expires_at > $2")
@@ -159,6 +161,73 @@ pub async fn load_session(st: &ConsoleState, jar: &CookieJar) -> anyhow::Result<
         csrf: r.get(6),
         pending_totp: r.get(7),
     }))
+}
+
+/// Marks the cookie of a visitor who has not signed in (no session id has
+/// this form: those are URL-safe base64 without dots).
+const PRELOGIN_PREFIX: &str = "pre.";
+const PRELOGIN_CONTEXT: &str = "console-prelogin";
+
+/// A visitor who has not signed in yet. Anyone may open the login page, as
+/// often as they like, so this costs no database row: the cookie holds a
+/// random nonce, and the login form's CSRF token is that nonce and the time,
+/// sealed with the manager's key. The token is good for [`PRELOGIN_MS`] and
+/// only with the cookie it was made for.
+pub struct Prelogin {
+    nonce: String,
+}
+
+impl Prelogin {
+    /// The visitor's pre-login cookie, if the request carries one.
+    pub fn from_jar(jar: &CookieJar) -> Option<Prelogin> {
+        let value = jar.get(SESSION_COOKIE)?.value();
+        let nonce = value.strip_prefix(PRELOGIN_PREFIX)?;
+        (!nonce.is_empty() && nonce.len() <= 64).then(|| Prelogin {
+            nonce: nonce.to_string(),
+        })
+    }
+
+    pub fn new() -> Prelogin {
+        Prelogin {
+            nonce: random_secret(),
+        }
+    }
+
+    pub fn cookie(&self) -> Cookie<'static> {
+        session_cookie(format!("{PRELOGIN_PREFIX}{}", self.nonce))
+    }
+
+    /// A fresh CSRF token for the login form.
+    pub fn token(&self, key: &vigie_radius::crypto::MasterKey) -> String {
+        key.seal(
+            format!("{}|{}", now_ms(), self.nonce).as_bytes(),
+            PRELOGIN_CONTEXT,
+        )
+    }
+
+    /// Whether `token` was made by this manager for this cookie, at most
+    /// [`PRELOGIN_MS`] before `now` (milliseconds).
+    pub fn token_ok(&self, key: &vigie_radius::crypto::MasterKey, token: &str, now: i64) -> bool {
+        let Ok(plain) = key.open(token, PRELOGIN_CONTEXT) else {
+            return false;
+        };
+        let Some((made, nonce)) = std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|p| p.split_once('|'))
+        else {
+            return false;
+        };
+        let fresh = made
+            .parse::<i64>()
+            .is_ok_and(|t| t <= now && now - t <= PRELOGIN_MS);
+        fresh && bool::from(nonce.as_bytes().ct_eq(self.nonce.as_bytes()))
+    }
+}
+
+impl Default for Prelogin {
+    fn default() -> Self {
+        Prelogin::new()
+    }
 }
 
 pub fn session_cookie(id: String) -> Cookie<'static> {
@@ -393,4 +462,39 @@ pub fn router(st: ConsoleState) -> Router {
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(512 * 1024))
         .with_state(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prelogin_token_is_bound_to_its_cookie_and_expires() {
+        let key = vigie_radius::crypto::MasterKey::from_bytes([7; 32]);
+        let visitor = Prelogin::new();
+        let token = visitor.token(&key);
+        let now = now_ms();
+        assert!(visitor.token_ok(&key, &token, now));
+        assert!(visitor.token_ok(&key, &token, now + PRELOGIN_MS - 1_000));
+        assert!(
+            !visitor.token_ok(&key, &token, now + PRELOGIN_MS + 1_000),
+            "expired"
+        );
+        assert!(
+            !visitor.token_ok(&key, &token, now - 60_000),
+            "from the future"
+        );
+        assert!(
+            !Prelogin::new().token_ok(&key, &token, now),
+            "another cookie"
+        );
+        let other_key = vigie_radius::crypto::MasterKey::from_bytes([8; 32]);
+        assert!(
+            !visitor.token_ok(&other_key, &token, now),
+            "another manager"
+        );
+        for bad in ["", "x", &token[..token.len() - 1], &format!("{token}A")] {
+            assert!(!visitor.token_ok(&key, bad, now), "{bad:?}");
+        }
+    }
 }
