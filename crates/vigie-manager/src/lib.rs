@@ -534,7 +534,7 @@ impl Manager {
             .await
             .with_context(|| format!("listening on {} for the API", config.listen))?;
         let api_addr = api_listener.local_addr()?;
-        let console = console::ConsoleState::new(core.clone(), &config.data).await?;
+        let console = console::ConsoleState::new(core.clone()).await?;
         let router = api::router(core.clone()).merge(console::router(console));
         let acceptor = api::tls_acceptor(&core.pki)?;
         tasks.push(tokio::spawn(api::serve_https(

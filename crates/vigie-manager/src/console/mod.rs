@@ -60,16 +60,12 @@ pub struct ConsoleState {
 }
 
 impl ConsoleState {
-    pub async fn new(core: Arc<Core>, data: &std::path::Path) -> anyhow::Result<ConsoleState> {
+    pub async fn new(core: Arc<Core>) -> anyhow::Result<ConsoleState> {
         let mfa = vigie_radius::store::Store::from_pool(core.store.pool.clone());
         mfa.migrate().await?;
-        let key =
-            vigie_radius::crypto::MasterKey::load_or_create(&data.join("keys").join("mfa.key"))?;
-        Ok(ConsoleState {
-            core,
-            mfa,
-            key: Arc::new(key),
-        })
+        // The key the manager read at start (`Core::secrets`).
+        let key = Arc::new(core.secrets.clone());
+        Ok(ConsoleState { core, mfa, key })
     }
 }
 
