@@ -147,6 +147,24 @@ enum Message {
     },
 }
 
+/// [`run`] with one `engine` detector per file: what `vigie hunt` does.
+pub fn run_with_engine(
+    files: &[InputFile],
+    options: &HuntOptions,
+    engine: &vigie_detect::Engine,
+    writer: &mut dyn AlertWriter,
+) -> std::io::Result<Summary> {
+    run(
+        files,
+        options,
+        || {
+            let mut detector = engine.detector();
+            move |event: &Event| detector.matches(event)
+        },
+        writer,
+    )
+}
+
 /// Runs `detector()` (one per file) over every record of `files`, writing
 /// detections at or above `min_level` to `writer` as they come.
 /// The detector is typically `vigie_detect::Detector::matches`.

@@ -141,16 +141,7 @@ fn hunt(format: Format) -> Hunted {
         progress: false,
         classify: vigie_detect::windows_logsource,
     };
-    let summary = vigie_hunt::run(
-        &files,
-        &options,
-        || {
-            let mut detector = engine.detector();
-            move |event: &Event| detector.matches(event)
-        },
-        writer.as_mut(),
-    )
-    .unwrap();
+    let summary = vigie_hunt::run_with_engine(&files, &options, &engine, writer.as_mut()).unwrap();
     let events = input::read(&files[0], vigie_detect::windows_logsource)
         .filter_map(|r| match r {
             input::Record::Event(e) => Some(*e),

@@ -150,16 +150,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         classify: vigie_detect::windows_logsource,
     };
-    let summary = vigie_hunt::run(
-        &files,
-        &options,
-        || {
-            let mut detector = engine.detector();
-            move |event: &vigie_event::Event| detector.matches(event)
-        },
-        writer.as_mut(),
-    )
-    .context("writing detections failed")?;
+    let summary = vigie_hunt::run_with_engine(&files, &options, &engine, writer.as_mut())
+        .context("writing detections failed")?;
     eprintln!("{summary}");
     if let Some(path) = &args.stats {
         let stats = serde_json::json!({
