@@ -121,7 +121,8 @@ pub struct Core {
     pub counters: Counters,
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// The manager's secret key (`DATA/keys/mfa.key`, apart from the
-    /// database): seals TOTP secrets and the SMTP password.
+    /// database): seals TOTP secrets, the SMTP password and the console's
+    /// pre-login tokens.
     pub secrets: vigie_radius::MasterKey,
     /// The organisation created at first start; it runs the VPN service, so
     /// its audit view includes the service's own log.

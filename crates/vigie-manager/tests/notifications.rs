@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use common::*;
 use vigie_event::Level;
 use vigie_manager::console::queries::set_setting;
-use vigie_uplink::{Options, Uplink};
 
 struct KillOnDrop(Child);
 
@@ -161,15 +160,7 @@ async fn alerts_reach_webhook_email_and_syslog() {
         set_setting(store, "default", k, v).await.unwrap();
     }
 
-    let agent_dir = tempfile::tempdir().unwrap();
-    let token = m.enroll_token("default", 3_600_000).await;
-    Uplink::enroll(&m.agent_url(), &token, agent_dir.path())
-        .await
-        .unwrap();
-    let up = Uplink::start(agent_dir.path(), Recorder::default(), Options::default())
-        .await
-        .unwrap();
-    assert!(up.wait_connected(Duration::from_secs(20)).await);
+    let (up, _, _agent_dir) = m.connected_agent().await;
 
     // One high alert (everywhere) and one low alert (syslog only).
     let high_event = exec_event("pc-accueil", 1);

@@ -53,7 +53,7 @@ pub async fn login_form(
         return Redirect::to("/console/").into_response();
     }
     let visitor = Prelogin::from_jar(&jar).unwrap_or_default();
-    let token = visitor.token(&st.key);
+    let token = visitor.token(&st.core.secrets);
     (
         jar.add(visitor.cookie()),
         bare(lang, lang.t("login"), login_page(lang, &token, false)),
@@ -149,30 +149,22 @@ pub async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let lang = lang_of(&jar, &headers);
-    let session = match load_session(&st, &jar).await {
-        Ok(s) => s,
-        Err(e) => return internal(lang, format!("{e:#}")),
-    };
-    // A visitor's first login, or a signed-in (or half signed-in) session's.
-    let visitor = Prelogin::from_jar(&jar);
-    let token_ok = match (&visitor, &session) {
-        (Some(v), _) => v.token_ok(&st.key, &f.csrf, now_ms()),
-        (None, Some(s)) => s.csrf_ok(&f.csrf),
-        (None, None) => false,
-    };
-    if !token_ok {
+    // The form is only ever served with a pre-login token (`login_form`), so
+    // a login always comes from a visitor's cookie, never from a session.
+    let Some(visitor) =
+        Prelogin::from_jar(&jar).filter(|v| v.token_ok(&st.core.secrets, &f.csrf, now_ms()))
+    else {
         tracing::warn!("console: login form refused (CSRF token)");
         return csrf_refused(lang);
-    }
+    };
     let failed = || {
-        let token = match (&visitor, &session) {
-            (Some(v), _) => v.token(&st.key),
-            (None, Some(s)) => s.csrf.clone(),
-            (None, None) => String::new(),
-        };
         (
             StatusCode::UNAUTHORIZED,
-            bare(lang, lang.t("login"), login_page(lang, &token, true)),
+            bare(
+                lang,
+                lang.t("login"),
+                login_page(lang, &visitor.token(&st.core.secrets), true),
+            ),
         )
             .into_response()
     };
@@ -218,10 +210,8 @@ pub async fn login(
                 .await?;
             audit_login(&st, &u, &f.username, "password").await?;
         }
-        // A new session id: whatever id was planted before login is dead.
-        if let Some(old) = &session {
-            delete_session(&st, &old.id_hash).await?;
-        }
+        // A new session id (the visitor's cookie held none): nothing planted
+        // before login survives it.
         let ttl = if stage == "full" {
             SESSION_MS
         } else {
@@ -296,7 +286,7 @@ async fn totp_page(st: &ConsoleState, jar: &CookieJar, lang: Lang, failed: bool)
     if s.stage == "totp_enrol" {
         if s.pending_totp.is_none() {
             let raw = vigie_radius::crypto::random_bytes::<20>();
-            let sealed = st.key.seal(&raw, &totp_context(&uid));
+            let sealed = st.core.secrets.seal(&raw, &totp_context(&uid));
             if let Err(e) =
                 sqlx::query("UPDATE console_sessions SET pending_totp = $1 WHERE id_hash = $2")
                     .bind(&sealed)
@@ -308,7 +298,7 @@ async fn totp_page(st: &ConsoleState, jar: &CookieJar, lang: Lang, failed: bool)
             }
             s.pending_totp = Some(sealed);
         }
-        let raw = match st.key.open(
+        let raw = match st.core.secrets.open(
             s.pending_totp.as_deref().unwrap_or_default(),
             &totp_context(&uid),
         ) {
@@ -386,7 +376,7 @@ pub async fn totp(
             u.totp_secret.clone()
         };
         let Some(sealed) = sealed else { return Ok(None) };
-        let raw = st.key.open(&sealed, &totp_context(&u.id))?;
+        let raw = st.core.secrets.open(&sealed, &totp_context(&u.id))?;
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let code = f.code.trim();
         let accepted = totp::verify(&raw, totp::Algorithm::SHA1, 6, code, now, u.totp_last_step);

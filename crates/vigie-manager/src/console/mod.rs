@@ -9,8 +9,9 @@
 //! (no fixation); a synchroniser CSRF token per session on every form,
 //! compared in constant time (before sign-in, a token sealed with the
 //! manager's key and bound to the visitor's cookie: see [`Prelogin`], so
-//! opening the login page writes nothing to the database); lockout after repeated failures; roles
-//! enforced on the server for every action; admin actions in the audit log.
+//! opening the login page writes nothing to the database); lockout after
+//! repeated failures; roles enforced on the server for every action; admin
+//! actions in the audit log.
 //!
 //! Main types: [`ConsoleState`], [`Ctx`] (the signed-in user of a request),
 //! [`i18n::Lang`]. Pages are in [`pages`], login in [`auth`].
@@ -55,17 +56,13 @@ pub struct ConsoleState {
     pub core: Arc<Core>,
     /// VPN users (vigie-radius tables in the same database).
     pub mfa: vigie_radius::store::Store,
-    /// Seals TOTP secrets (DATA/keys/mfa.key, shared with vigie-radius).
-    pub key: Arc<vigie_radius::crypto::MasterKey>,
 }
 
 impl ConsoleState {
     pub async fn new(core: Arc<Core>) -> anyhow::Result<ConsoleState> {
         let mfa = vigie_radius::store::Store::from_pool(core.store.pool.clone());
         mfa.migrate().await?;
-        // The key the manager read at start (`Core::secrets`).
-        let key = Arc::new(core.secrets.clone());
-        Ok(ConsoleState { core, mfa, key })
+        Ok(ConsoleState { core, mfa })
     }
 }
 

@@ -1476,7 +1476,7 @@ pub async fn vpn_user_action(
         "enrol" => {
             let e = vigie_radius::admin::enroll(
                 &st.mfa,
-                &st.key,
+                &st.core.secrets,
                 &actor,
                 &name,
                 vigie_radius::totp::Algorithm::SHA1,
