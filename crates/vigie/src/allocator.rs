@@ -2,8 +2,8 @@
 //!
 //! glibc's malloc took a fifth of `vigie hunt`'s CPU, and its arena locks made
 //! the reader and writer threads wait on each other (one frees what the other
-//! allocated). With mimalloc the hunt does about 30 % more events per
-//! CPU-second (`scripts/bench/hunt`).
+//! allocated). With mimalloc the hunt does 21 to 27 % more events per
+//! CPU-second (`scripts/bench/hunt`, docs/vigie-hunt.md).
 
 use libmimalloc_sys::mi_option_t;
 
