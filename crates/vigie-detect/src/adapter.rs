@@ -25,6 +25,9 @@ const MAX_DEPTH: usize = 64;
 pub(crate) struct SigmaView<'a> {
     event: &'a Event,
     record: Option<&'a Map<String, Value>>,
+    /// Set when a correlation window took a reference to the event (see
+    /// [`SigmaEvent::to_json`]): the detector must then keep a copy.
+    referenced: std::cell::Cell<bool>,
 }
 
 impl<'a> SigmaView<'a> {
@@ -33,7 +36,16 @@ impl<'a> SigmaView<'a> {
             Payload::Log(r) => Some(&r.fields),
             _ => None,
         };
-        SigmaView { event, record }
+        SigmaView {
+            event,
+            record,
+            referenced: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Whether a correlation window now refers to this event.
+    pub(crate) fn referenced(&self) -> bool {
+        self.referenced.get()
     }
 }
 
@@ -94,9 +106,13 @@ impl SigmaEvent for SigmaView<'_> {
     }
 
     fn to_json(&self) -> Value {
-        // Only for correlation storage: the whole event in ECS, so that it can
-        // be turned back into an `Event` for the alert.
-        serde_json::to_value(self.event).unwrap_or(Value::Null)
+        // Only called when a correlation window stores the event. rsigma
+        // keeps the `id` of what this returns; the detector keeps the event
+        // itself (crate::kept), once, instead of a JSON copy per window.
+        self.referenced.set(true);
+        let mut m = Map::with_capacity(1);
+        m.insert("id".into(), Value::String(self.event.id.to_string()));
+        Value::Object(m)
     }
 
     fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {

@@ -16,6 +16,7 @@ use serde_json::Value;
 use vigie_event::{Alert, Event, Fields, Level, LogSource, RuleRef};
 
 use crate::adapter::SigmaView;
+use crate::kept::{KeptEvents, MAX_KEPT};
 use crate::load::{self, Item, Parsed, Source};
 use crate::report::{LoadReport, RuleStatus};
 use crate::windows::umbrella_categories;
@@ -174,6 +175,8 @@ pub struct Detector {
     shared: Arc<Shared>,
     routes: HashMap<LogSource, Box<[u32]>>,
     correlation: Option<CorrelationEngine>,
+    /// The events correlation windows refer to (rsigma keeps their ids).
+    kept: KeptEvents,
 }
 
 impl Engine {
@@ -642,7 +645,8 @@ impl Detector {
                 // Sigma: rules used by a correlation (without `generate: true`)
                 // do not alert on their own.
                 emit_detections: false,
-                correlation_event_mode: CorrelationEventMode::Full,
+                // Ids only: the events themselves are in `Detector::kept`.
+                correlation_event_mode: CorrelationEventMode::Refs,
                 max_correlation_events: MAX_CORRELATION_EVENTS,
                 ..CorrelationConfig::default()
             };
@@ -655,10 +659,19 @@ impl Detector {
             }
             engine
         });
+        // A window of a correlation (or the gap of a temporal one) never
+        // spans more than its timespan.
+        let horizon = shared
+            .correlations
+            .iter()
+            .map(|c| c.timespan.seconds)
+            .max()
+            .unwrap_or(0);
         Detector {
             shared,
             routes: HashMap::new(),
             correlation,
+            kept: KeptEvents::new(horizon, MAX_KEPT),
         }
     }
 
@@ -748,6 +761,9 @@ impl Detector {
         if let Some(corr) = &mut self.correlation {
             let ts = event.time.timestamp();
             results = corr.process_with_detections(&view, results, ts);
+            if view.referenced() {
+                self.kept.keep(event);
+            }
         }
         results
             .into_iter()
@@ -771,12 +787,29 @@ impl Detector {
                 if !percentile_holds(&self.shared.correlations[index], body.aggregated_value) {
                     return None;
                 }
+                // References (the ids SigmaView::to_json gave), whichever
+                // mode the rule asked rsigma for.
+                let ids =
+                    body.event_refs
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|r| r.id)
+                        .chain(body.events.unwrap_or_default().into_iter().filter_map(|v| {
+                            v.get("id").and_then(Value::as_str).map(str::to_string)
+                        }));
                 let mut related = Vec::new();
-                for value in body.events.unwrap_or_default() {
-                    match vigie_event::ecs::event_from_value(&value) {
-                        Ok(e) if e.id != event.id => related.push(e),
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!("stored correlation event unreadable: {err}"),
+                for id in ids {
+                    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+                        continue;
+                    };
+                    if id == event.id {
+                        continue;
+                    }
+                    match self.kept.get(&id) {
+                        Some(e) => related.push(e.clone()),
+                        // Forgotten under a flood (MAX_KEPT): the alert
+                        // carries the others.
+                        None => tracing::debug!(%id, "contributing event no longer kept"),
                     }
                 }
                 Some(Match {

@@ -37,6 +37,7 @@
 mod adapter;
 pub mod behaviour;
 mod engine;
+mod kept;
 mod load;
 mod report;
 mod windows;

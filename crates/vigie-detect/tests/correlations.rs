@@ -7,7 +7,7 @@ mod common;
 use common::record;
 use serde_json::json;
 use vigie_detect::Engine;
-use vigie_event::{Alert, LogSource};
+use vigie_event::{Alert, Fields, LogSource};
 
 const AUTH: LogSource = LogSource::new(Some("windows"), None, Some("security"));
 
@@ -107,6 +107,15 @@ tags:
     // The contributing events: the triggering one first, then the others.
     assert_eq!(alert.events.len(), 3);
     assert_eq!(alert.events[0].time, common::at(60));
+    // ...alice's, whole and in order (not bob's, which is in no alice window).
+    let times: Vec<_> = alert.events.iter().map(|e| e.time).collect();
+    assert_eq!(times, [common::at(60), common::at(0), common::at(30)]);
+    for e in &alert.events {
+        let user = e
+            .field("TargetUserName")
+            .and_then(|v| v.to_text().map(|t| t.into_owned()));
+        assert_eq!(user.as_deref(), Some("alice"));
+    }
     // Detections used only by a correlation do not alert on their own.
     assert_eq!(alerts.len(), 1);
 
