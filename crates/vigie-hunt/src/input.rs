@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use vigie_event::{Event, Host, LogRecord, LogSource, Payload, SourceRef};
 
+use crate::flat::Parsed;
+
 /// Decides the Sigma logsource of a Windows record from its flattened fields
 /// (the detection engine owns that knowledge; see
 /// `vigie_detect::windows_logsource`).
@@ -344,7 +346,7 @@ pub fn flatten_windows(value: Value) -> Option<Map<String, Value>> {
 
 /// A System child: a scalar, an element with attributes, or an element with
 /// text and attributes (`EventID` with `Qualifiers`).
-fn flatten_element(key: String, v: Value, out: &mut Map<String, Value>) {
+pub(crate) fn flatten_element(key: String, v: Value, out: &mut Map<String, Value>) {
     match v {
         Value::Object(obj) => {
             let mut children = Vec::new();
@@ -374,27 +376,13 @@ fn flatten_element(key: String, v: Value, out: &mut Map<String, Value>) {
     }
 }
 
-fn flatten_data(data: Value, out: &mut Map<String, Value>) {
+pub(crate) fn flatten_data(data: Value, out: &mut Map<String, Value>) {
     match data {
         Value::Object(obj) => {
             for (k, v) in obj {
-                if k == "#attributes" {
-                    continue;
+                if k != "#attributes" {
+                    flatten_data_member(k, v, out);
                 }
-                // `<Data>` without a Name renders as "Data" (a list or one value);
-                // `#text` is the text of EventData itself.
-                let v = match v {
-                    Value::Object(mut inner) if inner.contains_key("#text") => {
-                        inner.remove("#text").unwrap_or(Value::Null)
-                    }
-                    other => other,
-                };
-                // Some providers (Windows Defender) name data with spaces
-                // ("Threat Name"); Sigma's taxonomy writes them without.
-                if k.contains(' ') {
-                    out.insert(k.replace(' ', ""), v.clone());
-                }
-                out.insert(k, v);
             }
         }
         Value::Null => {}
@@ -402,6 +390,24 @@ fn flatten_data(data: Value, out: &mut Map<String, Value>) {
             out.insert("EventData".into(), other);
         }
     }
+}
+
+/// One member of EventData (or of UserData's element).
+pub(crate) fn flatten_data_member(k: String, v: Value, out: &mut Map<String, Value>) {
+    // `<Data>` without a Name renders as "Data" (a list or one value);
+    // `#text` is the text of EventData itself.
+    let v = match v {
+        Value::Object(mut inner) if inner.contains_key("#text") => {
+            inner.remove("#text").unwrap_or(Value::Null)
+        }
+        other => other,
+    };
+    // Some providers (Windows Defender) name data with spaces
+    // ("Threat Name"); Sigma's taxonomy writes them without.
+    if k.contains(' ') {
+        out.insert(k.replace(' ', ""), v.clone());
+    }
+    out.insert(k, v);
 }
 
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
@@ -451,16 +457,26 @@ fn windows_event(
     classify: Classifier,
 ) -> Result<Event, SkipReason> {
     let fields = flatten_windows(value).ok_or(SkipReason::NotAnObject)?;
+    Ok(windows_fields_event(fields, source, record_id, classify))
+}
+
+/// The event of a flattened Windows record.
+fn windows_fields_event(
+    fields: Map<String, Value>,
+    source: &str,
+    record_id: Option<u64>,
+    classify: Classifier,
+) -> Event {
     let record_id = record_id.or_else(|| fields.get("EventRecordID").and_then(Value::as_u64));
     let logsource = classify(&fields);
-    Ok(record_event(
+    record_event(
         fields,
         logsource,
         &["TimeCreated_SystemTime", "UtcTime"],
         &["Computer"],
         source,
         record_id,
-    ))
+    )
 }
 
 /// Any JSON object: a Vigie ECS event, a rendered Windows event, or a flat
@@ -607,12 +623,21 @@ impl<R: Read> JsonRecords<R> {
             return self.skipped(SkipReason::InvalidUtf8, at, "line is not UTF-8".into());
         };
         // From the checked `str`: the parser does not check UTF-8 again.
-        match serde_json::from_str::<Value>(text) {
-            Ok(v) => match json_event(v, &self.source, Some(at), self.classify) {
-                Ok(e) => Record::Event(Box::new(e)),
-                Err(reason) => self.skipped(reason, at, reason.as_str().into()),
-            },
-            Err(e) => self.skipped(SkipReason::NotJson, at, e.to_string()),
+        // Windows renderings are flattened as they are parsed.
+        let event = match crate::flat::parse(text) {
+            Ok(Parsed::Windows(fields)) => Ok(windows_fields_event(
+                fields,
+                &self.source,
+                Some(at),
+                self.classify,
+            )),
+            Ok(Parsed::BrokenWindows) => Err(SkipReason::NotAnObject),
+            Ok(Parsed::Other(v)) => json_event(v, &self.source, Some(at), self.classify),
+            Err(e) => return self.skipped(SkipReason::NotJson, at, e.to_string()),
+        };
+        match event {
+            Ok(e) => Record::Event(Box::new(e)),
+            Err(reason) => self.skipped(reason, at, reason.as_str().into()),
         }
     }
 

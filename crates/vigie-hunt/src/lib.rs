@@ -11,6 +11,7 @@
 //! Memory does not grow with input: readers stream and the channel between
 //! the worker threads and the writer is bounded.
 
+mod flat;
 pub mod input;
 pub mod output;
 
