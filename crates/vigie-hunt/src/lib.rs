@@ -24,7 +24,7 @@ use vigie_detect::Match;
 use vigie_event::{Event, Level};
 
 use input::{Classifier, InputFile, Record, SkipReason};
-use output::AlertWriter;
+use output::{AlertWriter, Detected, Preparer};
 
 /// How many problems per file are printed before they are only counted.
 const PROBLEMS_SHOWN_PER_FILE: usize = 5;
@@ -127,7 +127,7 @@ impl std::fmt::Display for Summary {
 
 /// An event and the rules it fired.
 struct Hit {
-    event: Box<Event>,
+    event: Detected,
     matches: Vec<Match>,
 }
 
@@ -192,6 +192,7 @@ where
     let next = AtomicUsize::new(0);
     let (tx, rx) = crossbeam_channel::bounded::<Message>(256);
     let threads = options.threads.clamp(1, files.len().max(1));
+    let prepare = writer.preparer();
 
     let mut write_error = None;
     std::thread::scope(|scope| {
@@ -202,7 +203,7 @@ where
             let detector = &detector;
             scope.spawn(move || {
                 while let Some(file) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    hunt_file(file, options.classify, detector(), &tx);
+                    hunt_file(file, options.classify, detector(), prepare, &tx);
                 }
             });
         }
@@ -283,6 +284,7 @@ fn hunt_file<D>(
     file: &InputFile,
     classify: Classifier,
     mut detector: D,
+    prepare: Preparer,
     tx: &crossbeam_channel::Sender<Message>,
 ) where
     D: FnMut(&Event) -> Vec<Match>,
@@ -301,7 +303,10 @@ fn hunt_file<D>(
                 let matches = detector(&event);
                 if !matches.is_empty() {
                     // The event moves to the writer, once for all its rules.
-                    pending_hits.push(Hit { event, matches });
+                    pending_hits.push(Hit {
+                        event: prepare(event),
+                        matches,
+                    });
                 }
                 if events.is_multiple_of(BATCH) {
                     let _ = tx.send(Message::Hits(std::mem::take(&mut pending_hits)));

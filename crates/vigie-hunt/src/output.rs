@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use vigie_detect::Match;
 use vigie_event::ecs::AlertParts;
-use vigie_event::{Event, Fields, Level, RuleRef};
+use vigie_event::{Event, Fields, Host, Level, RuleRef, SourceRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -23,8 +24,63 @@ pub enum Format {
 /// Writes detections: one per match of `event` (an event that fired several
 /// rules is written once per rule, as if each were its own alert).
 pub trait AlertWriter: Send {
-    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()>;
+    fn write(&mut self, event: &Detected, matches: &[Match]) -> io::Result<()>;
     fn finish(&mut self) -> io::Result<()>;
+    /// What the worker threads make of an event that fired rules before it
+    /// goes to [`AlertWriter::write`]; by default the event itself.
+    fn preparer(&self) -> Preparer {
+        Detected::Event
+    }
+}
+
+/// Runs on a worker thread, see [`AlertWriter::preparer`].
+pub type Preparer = fn(Box<Event>) -> Detected;
+
+/// An event that fired rules, on its way to the writer.
+pub enum Detected {
+    /// The event itself (the table and CSV read its fields).
+    Event(Box<Event>),
+    /// The event rendered to JSON on the worker thread that read it, which
+    /// also frees it: the allocator then does not hand every one of its
+    /// strings back across threads.
+    Rendered(RenderedEvent),
+}
+
+/// What a JSON alert takes from its event, the event itself rendered.
+pub struct RenderedEvent {
+    pub time: DateTime<Utc>,
+    pub host: Host,
+    pub source: Option<SourceRef>,
+    pub json: Box<RawValue>,
+}
+
+impl RenderedEvent {
+    fn of(event: &Event) -> serde_json::Result<Self> {
+        Ok(RenderedEvent {
+            time: event.time,
+            host: event.host.clone(),
+            source: event.source.clone(),
+            json: serde_json::value::to_raw_value(event)?,
+        })
+    }
+
+    /// The [`Preparer`] of JSON writers (an event that cannot be rendered
+    /// stays whole, and the writer reports the error).
+    pub fn prepare(event: Box<Event>) -> Detected {
+        match RenderedEvent::of(&event) {
+            Ok(rendered) => Detected::Rendered(rendered),
+            Err(_) => Detected::Event(event),
+        }
+    }
+}
+
+/// The event of a detection for writers that read its fields (table, CSV),
+/// which never ask for it rendered.
+fn whole(event: &Detected) -> io::Result<&Event> {
+    match event {
+        Detected::Event(e) => Ok(e),
+        Detected::Rendered(_) => Err(io::Error::other("this writer needs the whole event")),
+    }
 }
 
 pub fn writer(format: Format, out: Box<dyn Write + Send>, color: bool) -> Box<dyn AlertWriter> {
@@ -112,7 +168,8 @@ struct Table {
 }
 
 impl AlertWriter for Table {
-    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
+    fn write(&mut self, event: &Detected, matches: &[Match]) -> io::Result<()> {
+        let event = whole(event)?;
         if !self.header {
             self.header = true;
             writeln!(
@@ -181,10 +238,19 @@ impl std::hash::Hash for ByAddress {
 const RENDERED_RULES: usize = 20_000;
 
 impl AlertWriter for Jsonl {
-    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
-        // Rendered once for all the rules it fired; each line is still a
-        // whole alert (the same JSON as `vigie_event::Alert`'s).
-        let rendered = serde_json::value::to_raw_value(event)?;
+    fn write(&mut self, event: &Detected, matches: &[Match]) -> io::Result<()> {
+        // Rendered once for all the rules it fired (normally on the worker
+        // thread); each line is still a whole alert (the same JSON as
+        // `vigie_event::Alert`'s).
+        let here;
+        let event = match event {
+            Detected::Rendered(r) => r,
+            Detected::Event(e) => {
+                here = RenderedEvent::of(e)?;
+                &here
+            }
+        };
+        let rendered = &event.json;
         for m in matches {
             let related: Vec<Box<RawValue>> = m
                 .related
@@ -192,7 +258,7 @@ impl AlertWriter for Jsonl {
                 .map(serde_json::value::to_raw_value)
                 .collect::<Result<_, _>>()?;
             let mut events: Vec<&RawValue> = Vec::with_capacity(1 + related.len());
-            events.push(&rendered);
+            events.push(rendered);
             events.extend(related.iter().map(|r| &**r));
             let key = ByAddress(Arc::clone(&m.rule));
             let uncached;
@@ -226,6 +292,10 @@ impl AlertWriter for Jsonl {
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+
+    fn preparer(&self) -> Preparer {
+        RenderedEvent::prepare
+    }
 }
 
 struct Csv {
@@ -234,7 +304,8 @@ struct Csv {
 }
 
 impl AlertWriter for Csv {
-    fn write(&mut self, event: &Event, matches: &[Match]) -> io::Result<()> {
+    fn write(&mut self, event: &Detected, matches: &[Match]) -> io::Result<()> {
+        let event = whole(event)?;
         if !self.header {
             self.header = true;
             self.out.write_record([
