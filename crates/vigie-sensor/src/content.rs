@@ -5,18 +5,23 @@
 //! most [`SAMPLE_MAX`] bytes of regular files only, so the cost per event is
 //! bounded (one open, one fstat, one read from the page cache).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use vigie_event::{Event, FileAction, Payload};
+
 /// Bytes read per sample.
 pub(crate) const SAMPLE_MAX: usize = 64 * 1024;
 /// Inodes remembered (for `previous_entropy`); the map is cleared when full,
 /// which only loses history, never events.
 const CACHE_MAX: usize = 16_384;
+/// Paths whose last write was sampled (for the rename that follows); the
+/// map is cleared when full, which only costs a second open at a rename.
+const WRITTEN_MAX: usize = 4096;
 /// FUSE: a user-space file system may never answer a read.
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
@@ -46,6 +51,8 @@ struct Entry {
 
 pub(crate) struct ContentSampler {
     cache: HashMap<(u64, u64), Entry>,
+    /// The sample of each path's last write session, by path.
+    written: HashMap<String, Sample>,
     buf: Vec<u8>,
 }
 
@@ -80,6 +87,7 @@ impl ContentSampler {
     pub fn new() -> Self {
         ContentSampler {
             cache: HashMap::new(),
+            written: HashMap::new(),
             buf: vec![0u8; SAMPLE_MAX],
         }
     }
@@ -88,22 +96,105 @@ impl ContentSampler {
         let base = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
         // O_NOATIME keeps our reads invisible to atime; it is refused for
         // files we do not own without CAP_FOWNER, so retry without.
-        OpenOptions::new()
+        // Only EPERM is worth a retry: after ENOENT (a file already renamed
+        // or deleted, most of them under a file storm) a second lookup would
+        // only wait on the directory's lock again.
+        match OpenOptions::new()
             .read(true)
             .custom_flags(base | libc::O_NOATIME)
             .open(path)
-            .or_else(|_| OpenOptions::new().read(true).custom_flags(base).open(path))
-            .ok()
+        {
+            Ok(f) => Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+                .read(true)
+                .custom_flags(base)
+                .open(path)
+                .ok(),
+            Err(_) => None,
+        }
+    }
+
+    /// Samples the written and renamed files of a batch of events, in
+    /// order, skipping a path that a later event of the same batch renamed
+    /// away or deleted: that event is already done in the kernel (records
+    /// are sent at syscall exit), so the path names nothing or another file
+    /// by now, and its open would only contend with the writer for the
+    /// directory's lock. A rename of a path whose write was sampled takes
+    /// that sample (a rename does not change content) instead of opening
+    /// the file again.
+    pub fn fill_batch(&mut self, batch: &mut [Event]) {
+        let mut skip = vec![false; batch.len()];
+        {
+            let mut gone: HashSet<&str> = HashSet::new();
+            for (i, ev) in batch.iter().enumerate().rev() {
+                let Payload::File(fe) = &ev.payload else {
+                    continue;
+                };
+                match fe.action {
+                    FileAction::Write => skip[i] = gone.contains(fe.file.path.as_str()),
+                    FileAction::Rename => {
+                        skip[i] = gone.contains(fe.file.path.as_str());
+                        if let Some(old) = &fe.file.vigie.original_path {
+                            gone.insert(old);
+                        }
+                    }
+                    FileAction::Delete => {
+                        gone.insert(&fe.file.path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (ev, skip) in batch.iter_mut().zip(skip) {
+            let Payload::File(fe) = &mut ev.payload else {
+                continue;
+            };
+            match fe.action {
+                FileAction::Write => {
+                    if skip {
+                        self.written.remove(&fe.file.path);
+                        continue;
+                    }
+                    let sample = self.sample(fe.file.path.as_bytes());
+                    if let Some(x) = &sample {
+                        if self.written.len() >= WRITTEN_MAX {
+                            self.written.clear();
+                        }
+                        self.written.insert(fe.file.path.clone(), x.clone());
+                    } else {
+                        self.written.remove(&fe.file.path);
+                    }
+                    Self::fill_with(sample, &mut fe.file);
+                }
+                FileAction::Rename => {
+                    let earlier = fe
+                        .file
+                        .vigie
+                        .original_path
+                        .as_ref()
+                        .and_then(|old| self.written.remove(old));
+                    if skip {
+                        continue;
+                    }
+                    let sample = match earlier {
+                        Some(x) => {
+                            self.written.insert(fe.file.path.clone(), x.clone());
+                            Some(x)
+                        }
+                        None => self.sample(fe.file.path.as_bytes()),
+                    };
+                    Self::fill_with(sample, &mut fe.file);
+                }
+                FileAction::Delete => {
+                    self.written.remove(&fe.file.path);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Fills a file event's entropy, header, size and inode (and the
-    /// previous values) from a sample of `path`, when one can be taken.
-    pub fn fill(&mut self, path: &[u8], f: &mut vigie_event::File) {
-        let sample = self.sample(path);
-        Self::fill_with(sample, f);
-    }
-
-    /// [`ContentSampler::fill`] from a file already open for reading at
+    /// previous values) from a file already open for reading at
     /// offset 0 (the fanotify event's descriptor): no second open by path.
     pub fn fill_open(&mut self, file: &File, f: &mut vigie_event::File) {
         let sample = self.sample_open(file);
@@ -291,6 +382,69 @@ mod tests {
         let sample = s.sample(new.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(sample.previous_header, None, "{sample:?}");
         assert_eq!(sample.previous_entropy, None, "{sample:?}");
+    }
+
+    fn file_event(
+        action: FileAction,
+        path: &std::path::Path,
+        old: Option<&std::path::Path>,
+    ) -> Event {
+        let mut file = vigie_event::File::at(path.to_string_lossy());
+        file.vigie.original_path = old.map(|o| o.to_string_lossy().into_owned());
+        Event::new(
+            chrono::Utc::now(),
+            vigie_event::Host::default(),
+            Payload::File(vigie_event::FileEvent {
+                action,
+                file,
+                process: vigie_event::Process::default(),
+            }),
+        )
+    }
+
+    fn entropy(ev: &Event) -> Option<f32> {
+        match &ev.payload {
+            Payload::File(fe) => fe.file.vigie.entropy,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_batch_samples_what_is_still_there_and_a_rename_reuses_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        let b = dir.path().join("b.txt");
+        let mut s = ContentSampler::new();
+        // Written, then renamed and deleted in the same batch: by the time
+        // the batch is read the file is gone, nothing is opened (a file of
+        // the same name made since is not passed off as this one).
+        std::fs::write(&b, b"a later file under the old name").unwrap();
+        let mut batch = vec![
+            file_event(FileAction::Write, &b, None),
+            file_event(FileAction::Rename, &a, Some(&b)),
+            file_event(FileAction::Delete, &a, None),
+        ];
+        s.fill_batch(&mut batch);
+        assert_eq!(
+            batch.iter().map(entropy).collect::<Vec<_>>(),
+            [None, None, None]
+        );
+        // Written in one batch, renamed in the next after the file was
+        // deleted: the rename carries the write's sample without an open.
+        let mut w = vec![file_event(FileAction::Write, &b, None)];
+        s.fill_batch(&mut w);
+        let written = entropy(&w[0]).expect("the written file is there");
+        std::fs::remove_file(&b).unwrap();
+        let mut r = vec![file_event(FileAction::Rename, &a, Some(&b))];
+        s.fill_batch(&mut r);
+        assert_eq!(entropy(&r[0]), Some(written));
+        // A rename with no sampled write opens the file.
+        std::fs::write(&b, [0u8; 100]).unwrap();
+        let c = dir.path().join("c.bin");
+        std::fs::rename(&b, &c).unwrap();
+        let mut r = vec![file_event(FileAction::Rename, &c, Some(&b))];
+        s.fill_batch(&mut r);
+        assert_eq!(entropy(&r[0]), Some(0.0));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use vigie_event::{
     ProcessAction, ProcessEvent, ProcessSummary, Transport,
 };
 
-use crate::content::ContentSampler;
 use crate::process::{Clock, HashCache, ProcessTable, entity_id, hash_of, netns_of};
 use crate::raw::*;
 use crate::syscalls::{self, Family, Spec};
@@ -24,8 +23,6 @@ pub(crate) struct Decoder {
     hashes: HashCache,
     host: Host,
     specs: HashMap<u32, Spec>,
-    /// Entropy and magic of written/renamed files (None: disabled).
-    content: Option<ContentSampler>,
     /// Only events of this network namespace (inode) are handed on; the
     /// process table still follows every process (ancestry crosses
     /// namespaces: `ip netns exec` starts from the root one).
@@ -65,7 +62,6 @@ impl Decoder {
                 .into_iter()
                 .map(|s| (s.nr, s))
                 .collect(),
-            content: None,
             scope: None,
         }
     }
@@ -94,19 +90,6 @@ impl Decoder {
                 .or_else(|| netns_of(h.tgid))
         };
         ns == Some(want)
-    }
-
-    /// Samples the content of written and renamed files (entropy, magic).
-    pub fn with_content_sampling(mut self, on: bool) -> Self {
-        self.content = on.then(ContentSampler::new);
-        self
-    }
-
-    /// Fills entropy, header, size and inode from a sample of the file.
-    fn sample_into(&mut self, path: &[u8], f: &mut File) {
-        if let Some(c) = self.content.as_mut() {
-            c.fill(path, f);
-        }
     }
 
     fn event(&self, h: &Header, payload: Payload) -> Event {
@@ -202,7 +185,6 @@ impl Decoder {
                 let path = rec.path(F_FD_COMP).unwrap_or_default();
                 let mut f = File::at(s(&path));
                 f.vigie.bytes_written = Some(h.args[1]);
-                self.sample_into(&path, &mut f);
                 Some(self.file(&h, FileAction::Write, f))
             }
             EV_CREATE => {
@@ -432,7 +414,6 @@ impl Decoder {
                         let new = Self::str_path(rec, 1).unwrap_or_default();
                         let mut f = File::at(s(&new));
                         f.vigie.original_path = Some(s(&path));
-                        self.sample_into(&new, &mut f);
                         file = f;
                         FileAction::Rename
                     }

@@ -211,11 +211,11 @@ fn pump(
 ) -> Result<()> {
     let mut links = Some(links);
     // Shared with the ring buffer callback (same thread).
-    let out = Rc::new(RefCell::new(Batcher::new(tx)));
+    let out = Rc::new(RefCell::new(
+        Batcher::new(tx).with_content_sampling(cfg.content_sampling),
+    ));
     let decoder = Rc::new(RefCell::new(
-        Decoder::new(host.clone(), cfg.max_hash_mb * 1024 * 1024)
-            .with_content_sampling(cfg.content_sampling)
-            .with_scope(netns),
+        Decoder::new(host.clone(), cfg.max_hash_mb * 1024 * 1024).with_scope(netns),
     ));
     // Seed after attaching: a process started in between is seen by both.
     {

@@ -94,6 +94,9 @@ pub(crate) struct Gone;
 pub(crate) struct Batcher {
     sink: EventSink,
     batch: Vec<Event>,
+    /// Entropy and magic of written/renamed files, filled per batch just
+    /// before it is sent (None: disabled).
+    sampler: Option<content::ContentSampler>,
 }
 
 impl Batcher {
@@ -101,13 +104,25 @@ impl Batcher {
         Batcher {
             sink,
             batch: Vec::new(),
+            sampler: None,
         }
     }
 
+    /// Samples the content of written and renamed files (entropy, magic).
+    pub(crate) fn with_content_sampling(mut self, on: bool) -> Self {
+        self.sampler = on.then(content::ContentSampler::new);
+        self
+    }
+
     /// Queues one event (sent at once to a [`EventSink::Single`]).
-    pub(crate) fn push(&mut self, ev: Event) -> Result<(), Gone> {
+    pub(crate) fn push(&mut self, mut ev: Event) -> Result<(), Gone> {
         match &self.sink {
-            EventSink::Single(tx) => tx.send(ev).map_err(|_| Gone),
+            EventSink::Single(tx) => {
+                if let Some(s) = self.sampler.as_mut() {
+                    s.fill_batch(std::slice::from_mut(&mut ev));
+                }
+                tx.send(ev).map_err(|_| Gone)
+            }
             EventSink::Batches(_) => {
                 self.batch.push(ev);
                 if self.batch.len() >= BATCH_MAX {
@@ -124,6 +139,9 @@ impl Batcher {
         if let EventSink::Batches(tx) = &self.sink
             && !self.batch.is_empty()
         {
+            if let Some(s) = self.sampler.as_mut() {
+                s.fill_batch(&mut self.batch);
+            }
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_MAX));
             tx.send(batch).map_err(|_| Gone)?;
         }

@@ -245,11 +245,20 @@ static __always_inline struct config *get_cfg(void)
 	return bpf_map_lookup_elem(&cfg, &zero);
 }
 
+/* Task pointers here are BTF pointers (bpf_get_current_task_btf(), tp_btf
+ * arguments): their fields are read with plain loads the JIT guards against
+ * faults (a NULL or stale pointer reads as 0), where BPF_CORE_READ makes one
+ * bpf_probe_read_kernel helper call per pointer hop. The header alone was a
+ * dozen such calls per event, the path walk four per component. */
+
 /* The inode of the task's network namespace; 0 when it has no nsproxy
  * (a task past exit_task_namespaces): user space then asks its table. */
 static __always_inline u32 task_netns(struct task_struct *task)
 {
-	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	struct nsproxy *ns = task->nsproxy;
+	if (!ns)
+		return 0;
+	return ns->net_ns->ns.inum;
 }
 
 /* Scope filter for everything but exec/fork/exit (those always go up: the
@@ -263,27 +272,21 @@ static __always_inline bool out_of_scope(struct config *c, struct task_struct *t
 	return ns && ns != c->netns_scope;
 }
 
-/* Every probe read is a helper call with fault handling: the header reads
- * what it needs once (parent pointer, cred block) and takes what helpers
- * give for the current task (pid/tgid, comm). */
 static __always_inline void fill_common(struct ev_hdr *h, struct task_struct *task, u32 kind)
 {
 	h->kind = kind;
 	h->ts_boot_ns = bpf_ktime_get_boot_ns();
-	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
-	h->ppid = BPF_CORE_READ(parent, tgid);
-	h->parent_start_boot_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
-	/* uid, gid, suid, sgid, euid, egid: adjacent in struct cred. */
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-	u32 ids[6] = {};
-	bpf_probe_read_kernel(ids, sizeof(ids), &cred->uid);
-	h->uid = ids[0];
-	h->gid = ids[1];
-	h->euid = ids[4];
-	h->egid = ids[5];
-	h->loginuid = BPF_CORE_READ(task, loginuid.val);
-	h->start_boot_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	struct task_struct *parent = task->real_parent;
+	h->ppid = parent->tgid;
+	h->parent_start_boot_ns = parent->group_leader->start_boottime;
+	const struct cred *cred = task->cred;
+	h->uid = cred->uid.val;
+	h->gid = cred->gid.val;
+	h->euid = cred->euid.val;
+	h->egid = cred->egid.val;
+	h->loginuid = task->loginuid.val;
+	h->start_boot_ns = task->group_leader->start_boottime;
+	h->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	h->ret = 0;
 	h->nr = 0;
 	h->flags = 0;
@@ -295,8 +298,8 @@ static __always_inline void fill_common(struct ev_hdr *h, struct task_struct *ta
 static __always_inline void fill_hdr(struct ev_hdr *h, struct task_struct *task, u32 kind)
 {
 	fill_common(h, task, kind);
-	h->pid = BPF_CORE_READ(task, pid);
-	h->tgid = BPF_CORE_READ(task, tgid);
+	h->pid = task->pid;
+	h->tgid = task->tgid;
 	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
 }
 
@@ -388,11 +391,14 @@ static __always_inline u32 put_ubytes(u8 *buf, u32 off, u16 type, const void *sr
 
 /* Walk a path up to the root, crossing mounts, one TLV per component.
  * The walk runs under bpf_loop so the verifier checks one step, not
- * PATH_DEPTH unrolled copies (which exceeded its instruction budget). */
+ * PATH_DEPTH unrolled copies (which exceeded its instruction budget).
+ * Dentries and mounts are BTF pointers (bpf_core_cast): plain guarded
+ * loads, one helper call per component (its name). */
 struct walk_ctx {
 	u8 *buf;
 	struct dentry *d;
 	struct mount *m;
+	struct dentry *mnt_root;	/* m's root, read once per mount */
 	u32 off;
 	u16 type;
 };
@@ -400,40 +406,52 @@ struct walk_ctx {
 static long walk_step(u32 i, struct walk_ctx *w)
 {
 	struct dentry *d = w->d;
-	struct mount *m = w->m;
-	struct dentry *mnt_root = BPF_CORE_READ(m, mnt.mnt_root);
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct dentry *mnt_root = w->mnt_root;
+	struct dentry *parent = d->d_parent;
 	if (d == mnt_root || d == parent) {
-		struct mount *mp = BPF_CORE_READ(m, mnt_parent);
+		struct mount *m = w->m;
+		struct mount *mp = m->mnt_parent;
 		if (mp == m || d != mnt_root) {
 			/* Real root, or a pseudo filesystem (pipe, memfd):
 			 * name the top dentry if it is not the mount root. */
 			if (d != mnt_root)
-				w->off = put_kstr(w->buf, w->off, w->type, BPF_CORE_READ(d, d_name.name), COMP_MAX);
+				w->off = put_kstr(w->buf, w->off, w->type, d->d_name.name, COMP_MAX);
 			return 1;
 		}
-		w->d = BPF_CORE_READ(m, mnt_mountpoint);
+		w->d = m->mnt_mountpoint;
 		w->m = mp;
+		w->mnt_root = mp->mnt.mnt_root;
 		return 0;
 	}
-	w->off = put_kstr(w->buf, w->off, w->type, BPF_CORE_READ(d, d_name.name), COMP_MAX);
+	w->off = put_kstr(w->buf, w->off, w->type, d->d_name.name, COMP_MAX);
 	w->d = parent;
 	return 0;
 }
 
 /* A global function: the verifier checks it once, whatever the caller's
  * state (inlined, the walk was re-verified for every caller path and blew
- * the instruction budget). Pointers travel as scalars: they are only ever
- * read with bpf_probe_read_kernel. */
-__noinline int put_path_g(u32 off, u32 type, u64 dentry, u64 vfsmnt)
+ * the instruction budget). Its arguments must be scalars: pointers travel
+ * as numbers and are made BTF pointers again here (bpf_core_cast:
+ * read-only, fault-guarded loads). The path is `file`'s when it is set,
+ * else (dentry, vfsmnt)'s. */
+__noinline int put_path_g(u32 off, u32 type, u64 file, u64 dentry, u64 vfsmnt)
 {
 	u8 *buf = get_scratch();
-	if (!buf || !dentry || !vfsmnt)
+	if (!buf)
 		return off;
+	if (file) {
+		struct file *f = bpf_core_cast((void *)file, struct file);
+		dentry = (u64)f->f_path.dentry;
+		vfsmnt = (u64)f->f_path.mnt;
+	}
+	if (!dentry || !vfsmnt)
+		return off;
+	struct mount *m = bpf_core_cast((void *)(vfsmnt - bpf_core_field_offset(struct mount, mnt)), struct mount);
 	struct walk_ctx w = {
 		.buf = buf,
-		.d = (struct dentry *)dentry,
-		.m = container_of((struct vfsmount *)vfsmnt, struct mount, mnt),
+		.d = bpf_core_cast((void *)dentry, struct dentry),
+		.m = m,
+		.mnt_root = m->mnt.mnt_root,
 		.off = off,
 		.type = type,
 	};
@@ -441,17 +459,18 @@ __noinline int put_path_g(u32 off, u32 type, u64 dentry, u64 vfsmnt)
 	return w.off;
 }
 
-static __always_inline u32 put_path(u8 *buf, u32 off, u16 type, struct dentry *d, struct vfsmount *vm)
+static __always_inline u32 put_path(u8 *buf, u32 off, u16 type, u64 file, u64 d, u64 vm)
 {
-	u32 r = put_path_g(off, type, (u64)d, (u64)vm);
+	u32 r = put_path_g(off, type, file, d, vm);
 	asm volatile("" : "+r"(r));
 	return r & (SCRATCH_SIZE - 1);
 }
 
 static __always_inline struct file *fd_file(struct task_struct *task, u64 fd)
 {
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+	struct fdtable *fdt = task->files->fdt;
+	struct file **fds = fdt->fd;
+	unsigned int max = fdt->max_fds;
 	struct file *f = NULL;
 	if (fd >= max)
 		return NULL;
@@ -459,16 +478,20 @@ static __always_inline struct file *fd_file(struct task_struct *task, u64 fd)
 	return f;
 }
 
+/* `f` is a number (read with bpf_probe_read_kernel), not a BTF pointer. */
 static __always_inline u32 put_file_path(u8 *buf, u32 off, u16 type, struct file *f)
 {
 	if (!f)
 		return off;
-	return put_path(buf, off, type, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt));
+	return put_path(buf, off, type, (u64)f, 0, 0);
 }
 
 static __always_inline u32 put_cwd(u8 *buf, u32 off, u16 type, struct task_struct *task)
 {
-	return put_path(buf, off, type, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt));
+	/* Probe reads: numbers for put_path_g (BTF pointers may not be
+	 * passed to a global function). */
+	return put_path(buf, off, type, 0, (u64)BPF_CORE_READ(task, fs, pwd.dentry),
+			(u64)BPF_CORE_READ(task, fs, pwd.mnt));
 }
 
 /* User space is woken only once this much is waiting (it also polls every
@@ -501,7 +524,7 @@ static __always_inline bool is_muted(u32 tgid)
 SEC("tracepoint/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	u8 *buf = get_scratch();
 	struct config *c = get_cfg();
 	if (!buf || !c)
@@ -585,7 +608,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
 	if (!ctx->group_dead)
 		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	u8 *buf = get_scratch();
 	if (!buf)
 		return 0;
@@ -638,7 +661,7 @@ int handle_close(struct trace_event_raw_sys_enter *ctx)
 	bpf_map_delete_elem(&sessions, &k);
 	if (writes == 0)
 		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	/* A session opened in scope, then setns() elsewhere. */
 	if (out_of_scope(get_cfg(), task))
 		return 0;
@@ -675,6 +698,12 @@ static __always_inline u64 nth_arg(struct pending *p, u8 idx)
 SEC("tracepoint/syscalls/sys_enter_generic")
 int handle_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
+	u64 id = bpf_get_current_pid_tgid();
+	/* The agent's own syscalls (its content-sampling opens, its output)
+	 * before any other work: they were half the runs under a file storm. */
+	struct config *c = get_cfg();
+	if (c && c->ignore_self && (u32)(id >> 32) == c->self_tgid)
+		return 0;
 	u32 nr = ctx->id;
 	struct sc_spec *sp = bpf_map_lookup_elem(&sc_specs, &nr);
 	if (!sp || !sp->enabled)
@@ -692,12 +721,11 @@ int handle_sys_enter(struct trace_event_raw_sys_enter *ctx)
 		if (!(v & sp->flags_mask))
 			return 0;
 	}
-	u64 id = bpf_get_current_pid_tgid();
 	if (is_muted(id >> 32))
 		return 0;
 	/* Other namespaces' syscalls never take a pending slot, a write
 	 * session or a ring-buffer record. */
-	if (out_of_scope(get_cfg(), (struct task_struct *)bpf_get_current_task()))
+	if (out_of_scope(c, bpf_get_current_task_btf()))
 		return 0;
 	bpf_map_update_elem(&pendings, &id, &p, BPF_ANY);
 	return 0;
@@ -760,7 +788,7 @@ int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	if (sp->failure_only && ret >= 0)
 		return 0;
 
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct config *c = get_cfg();
 	u8 *buf = get_scratch();
 	if (!buf || !c)
@@ -788,8 +816,9 @@ int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 		ret_file = fd_file(task, ret);
 		if (!ret_file)
 			return 0;
-		u32 mode = BPF_CORE_READ(ret_file, f_mode);
-		umode_t imode = BPF_CORE_READ(ret_file, f_inode, i_mode);
+		struct file *bf = bpf_core_cast(ret_file, struct file);
+		u32 mode = bf->f_mode;
+		umode_t imode = bf->f_inode->i_mode;
 		if ((imode & 00170000) != 0100000)	/* regular files only */
 			return 0;
 		if (mode & 0x2 /* FMODE_WRITE */) {

@@ -74,7 +74,14 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         if let Some(s) = self.sensor.take() {
-            let _ = s.stop();
+            // The sensor thread may be blocked sending to a full channel
+            // (tests with a small one stop reading): keep reading while it
+            // stops, or the join in stop() never returns.
+            let stopper = std::thread::spawn(move || s.stop());
+            while !stopper.is_finished() {
+                let _ = self.rx.recv_timeout(Duration::from_millis(10));
+            }
+            let _ = stopper.join();
         }
     }
 }
