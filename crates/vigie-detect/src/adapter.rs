@@ -28,7 +28,14 @@ pub(crate) struct SigmaView<'a> {
     /// Set when a correlation window took a reference to the event (see
     /// [`SigmaEvent::to_json`]): the detector must then keep a copy.
     referenced: std::cell::Cell<bool>,
+    /// The record's fields by name. rsigma looks a record's fields up many
+    /// times (its candidate index, then each detection item of each
+    /// candidate rule); `serde_json::Map` hashes with SipHash, this with
+    /// aHash (randomly keyed too: field names come from the input).
+    index: FieldIndex<'a>,
 }
+
+type FieldIndex<'a> = std::collections::HashMap<&'a str, &'a Value, ahash::RandomState>;
 
 impl<'a> SigmaView<'a> {
     pub(crate) fn new(event: &'a Event) -> Self {
@@ -36,10 +43,16 @@ impl<'a> SigmaView<'a> {
             Payload::Log(r) => Some(&r.fields),
             _ => None,
         };
+        let mut index = FieldIndex::with_capacity_and_hasher(
+            record.map_or(0, Map::len),
+            ahash::RandomState::new(),
+        );
+        index.extend(record.into_iter().flatten().map(|(k, v)| (k.as_str(), v)));
         SigmaView {
             event,
             record,
             referenced: std::cell::Cell::new(false),
+            index,
         }
     }
 
@@ -64,7 +77,7 @@ fn from_field(value: FieldValue<'_>) -> EventValue<'_> {
 impl SigmaEvent for SigmaView<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
         match self.record {
-            Some(map) => record_get(map, path),
+            Some(_) => record_get(&self.index, path),
             None => self.event.field(path).map(from_field),
         }
     }
@@ -168,8 +181,8 @@ fn collect_strings<'a>(v: &'a Value, out: &mut Vec<Cow<'a, str>>, depth: usize) 
 }
 
 /// A record's field, with rsigma `JsonEvent` semantics.
-fn record_get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<EventValue<'a>> {
-    if let Some(v) = map.get(path) {
+fn record_get<'a>(map: &FieldIndex<'a>, path: &str) -> Option<EventValue<'a>> {
+    if let Some(&v) = map.get(path) {
         return Some(EventValue::from(v));
     }
     if !(path.contains('.') || path.contains('[') || path.contains('\\')) {
@@ -182,7 +195,7 @@ fn record_get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<EventValue<
     let Op::Key(key) = first else {
         return None;
     };
-    let root = map.get(key.as_ref())?;
+    let root = *map.get(key.as_ref())?;
     let mut hits = Vec::new();
     collect(root, rest, &mut hits);
     match hits.len() {

@@ -734,6 +734,11 @@ impl Detector {
                 }
             }
         };
+        if route.is_empty() {
+            // No rule looks at this logsource: the view (and its field
+            // index) is not needed.
+            return Vec::new();
+        }
         let view = SigmaView::new(event);
         let mut results: Vec<EvaluationResult> = Vec::new();
         for &g in route {
