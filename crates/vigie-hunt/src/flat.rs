@@ -7,8 +7,9 @@
 //! The result is the same as `serde_json::from_str::<Value>` followed by
 //! `flatten_windows` (a differential test over SigmaHQ's regression data and
 //! odd shapes holds that), with one difference on malformed renderings: a
-//! `System` element given twice is merged, where the two-step path keeps the
-//! last one. Anything that is not such a rendering comes back as a plain
+//! name given twice inside `System` (or `System` itself twice) is flattened
+//! twice, in the order read, where the two-step path keeps only the last
+//! value. Anything that is not such a rendering comes back as a plain
 //! [`Value`].
 
 use std::fmt;
@@ -246,28 +247,33 @@ impl<'de> Visitor<'de> for EventSeed {
 
 /// Which element [`IntoFlat`] reads.
 #[derive(Clone, Copy)]
-enum Element {
+enum Element<'k> {
     /// `System`: each child as `flatten_element` does it.
     System,
+    /// A child of `System` named so: its `#text` under that name, its
+    /// attributes as `<name>_<attribute>`, its own children after them.
+    Child(&'k str),
+    /// The `#attributes` of the child named so.
+    Attributes(&'k str),
     /// `EventData`: each member as `flatten_data` does it.
     Data,
 }
 
 /// An element flattened into `out` as it is read (None), or its value when
 /// it is not an object.
-struct IntoFlat<'a> {
+struct IntoFlat<'a, 'k> {
     out: &'a mut Map<String, Value>,
-    element: Element,
+    element: Element<'k>,
 }
 
-impl<'de> DeserializeSeed<'de> for IntoFlat<'_> {
+impl<'de> DeserializeSeed<'de> for IntoFlat<'_, '_> {
     type Value = Option<Value>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for IntoFlat<'_> {
+impl<'de> Visitor<'de> for IntoFlat<'_, '_> {
     type Value = Option<Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -277,13 +283,50 @@ impl<'de> Visitor<'de> for IntoFlat<'_> {
     scalar_visits!(Some);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+        // A child's own children come after its text and attributes.
+        let mut nested = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             match self.element {
-                Element::System => flatten_element(key, map.next_value()?, self.out),
+                Element::System => {
+                    let child = IntoFlat {
+                        out: &mut *self.out,
+                        element: Element::Child(&key),
+                    };
+                    if let Some(v) = map.next_value_seed(child)? {
+                        self.out.insert(key, v);
+                    }
+                }
+                Element::Child(name) => match key.as_str() {
+                    "#text" => {
+                        let v = map.next_value()?;
+                        self.out.insert(name.to_owned(), v);
+                    }
+                    "#attributes" => {
+                        let attributes = IntoFlat {
+                            out: &mut *self.out,
+                            element: Element::Attributes(name),
+                        };
+                        // Attributes that are not an object are dropped.
+                        map.next_value_seed(attributes)?;
+                    }
+                    k if k.starts_with('#') => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    _ => nested.push((key, map.next_value::<Value>()?)),
+                },
+                Element::Attributes(name) => {
+                    let v = map.next_value()?;
+                    self.out.insert(format!("{name}_{key}"), v);
+                }
                 Element::Data if key == "#attributes" => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 Element::Data => flatten_data_member(key, map.next_value()?, self.out),
+            }
+        }
+        if let Element::Child(name) = self.element {
+            for (child, v) in nested {
+                flatten_element(format!("{name}_{child}"), v, self.out);
             }
         }
         Ok(None)
@@ -339,6 +382,9 @@ mod tests {
             r##"{"Event":{"System":{"EventID":1},"UserData":{"Ev":{"#attributes":{},"Param":"u"}},"EventData":{"Image":"x"}}}"##,
             r##"{"Event":{"System":{"EventID":1},"EventData":"text","UserData":5}}"##,
             r##"{"Event":{"System":{"EventID":1},"EventData":null}}"##,
+            r##"{"Event":{"System":{"P":{"#attributes":"odd","#text":"t","#x":1,"Sub":{"#attributes":{"a":1},"Deep":{"#text":2}},"Other":[1]}}}}"##,
+            r##"{"Event":{"System":{"P":{"Sub":{"#text":1},"#attributes":{"N":"n"}},"E":{},"F":null,"G":[{"a":1}]}}}"##,
+            r##"{"Event":{"System":{"P":{"#text":1,"#text":2},"P_N":"x"}}}"##,
             r##"{"Event":{"System":{"EventID":1},"EventData":{"Image":"a","Image":"b"}}}"##,
             r##"{"Event":{"System":"not an object","EventData":{"Image":"x"}}}"##,
             r##"{"Event":{"System":"first","System":{"EventID":2}}}"##,
@@ -359,6 +405,15 @@ mod tests {
         for text in cases {
             assert_eq!(one_pass(text), two_step(text), "{text}");
         }
+        // Malformed: a name given twice in `System`. Both are kept, in the
+        // order read (the two-step path keeps the last `P`, at the first's
+        // place).
+        let twice =
+            r##"{"Event":{"System":{"P":{"#text":1},"P_N":"x","P":{"#attributes":{"N":"y"}}}}}"##;
+        assert_eq!(
+            one_pass(twice),
+            Outcome::Windows(r#"{"P":1,"P_N":"y"}"#.into())
+        );
         assert!(parse(r##"{"Event":{"System":{}}} x"##).is_err());
         assert!(parse(r##"{"Event":{"System":{"##).is_err());
     }
