@@ -184,7 +184,7 @@ impl Reporter {
             buf.clear();
             for ev in batch {
                 let start = buf.len();
-                match serde_json::to_writer(&mut *buf, ev) {
+                match sonic_rs::to_writer(&mut *buf, ev) {
                     Ok(()) => buf.push(b'\n'),
                     Err(e) => {
                         buf.truncate(start);
@@ -257,6 +257,47 @@ impl Reporter {
                     tracing::error!("cannot flush an output: {e}");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use vigie_event::{Event, File, FileAction, FileEvent, Host, Payload, Process};
+
+    /// The writer's serialiser (sonic-rs) writes what serde_json writes:
+    /// escapes, non-ASCII, floats, nested objects.
+    #[test]
+    fn event_json_is_the_same_as_serde_json() {
+        let mut file = File::at("/tmp/a\nb\u{1}\"q\\é\u{7f}\u{2028}.txt");
+        file.vigie.entropy = Some(7.99);
+        file.vigie.previous_entropy = Some(0.1);
+        file.vigie.bytes_written = Some(u64::MAX);
+        let process = Process {
+            pid: 42,
+            name: "sh".into(),
+            executable: "/bin/sh".into(),
+            args: vec!["sh".into(), "-c".into(), "echo\t\u{0}x | base64 -d".into()],
+            command_line: "sh -c 'echo x'".into(),
+            exit_code: Some(-1),
+            ..Process::default()
+        };
+        for action in [FileAction::Write, FileAction::Rename, FileAction::Delete] {
+            let ev = Event::new(
+                chrono::Utc::now(),
+                Host::default(),
+                Payload::File(FileEvent {
+                    action,
+                    file: file.clone(),
+                    process: process.clone(),
+                }),
+            );
+            let mut ours = Vec::new();
+            sonic_rs::to_writer(&mut ours, &ev).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&ev).unwrap()
+            );
         }
     }
 }
