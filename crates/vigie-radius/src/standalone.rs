@@ -44,16 +44,17 @@ pub fn default_rules() -> Option<PathBuf> {
 }
 
 fn open_out(path: &Path) -> Result<Box<dyn Write + Send>> {
+    // Buffered: `event_loop` flushes after each batch of events.
     if path == Path::new("-") {
-        Ok(Box::new(std::io::stdout()))
+        Ok(Box::new(std::io::BufWriter::new(std::io::stdout())))
     } else {
-        Ok(Box::new(
+        Ok(Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening {}", path.display()))?,
-        ))
+        )))
     }
 }
 
@@ -112,6 +113,9 @@ impl EventSink for QueueSink {
     }
 }
 
+/// Most events written between two flushes of the output files.
+const EVENT_BATCH: usize = 512;
+
 /// Consume events: write them, run detection, write alerts. Returns when the
 /// sending side is dropped.
 pub fn event_loop(
@@ -120,22 +124,30 @@ pub fn event_loop(
     mut alerts: Option<Box<dyn Write + Send>>,
     mut engine: vigie_detect::Engine,
 ) {
-    for ev in rx {
-        if let Some(w) = events.as_mut() {
-            match serde_json::to_string(&ev) {
-                Ok(line) => {
-                    let _ = writeln!(w, "{line}").and_then(|_| w.flush());
+    // Blocks while idle; once woken, takes what arrived meanwhile (up to a
+    // bound, so that a steady stream still gets flushed), and flushes once
+    // for all of it: a write per event was a system call per login.
+    while let Ok(first) = rx.recv() {
+        for ev in std::iter::once(first).chain(rx.try_iter().take(EVENT_BATCH - 1)) {
+            if let Some(w) = events.as_mut() {
+                match serde_json::to_string(&ev) {
+                    Ok(line) => {
+                        let _ = writeln!(w, "{line}");
+                    }
+                    Err(e) => tracing::error!(error = %e, "serialising event failed"),
                 }
-                Err(e) => tracing::error!(error = %e, "serialising event failed"),
+            }
+            for alert in engine.process(&ev) {
+                tracing::warn!(rule = %alert.rule.name, "alert");
+                if let Some(w) = alerts.as_mut()
+                    && let Ok(line) = serde_json::to_string(&alert)
+                {
+                    let _ = writeln!(w, "{line}");
+                }
             }
         }
-        for alert in engine.process(&ev) {
-            tracing::warn!(rule = %alert.rule.name, "alert");
-            if let Some(w) = alerts.as_mut()
-                && let Ok(line) = serde_json::to_string(&alert)
-            {
-                let _ = writeln!(w, "{line}").and_then(|_| w.flush());
-            }
+        for w in [events.as_mut(), alerts.as_mut()].into_iter().flatten() {
+            let _ = w.flush();
         }
     }
 }

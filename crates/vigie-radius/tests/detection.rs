@@ -33,6 +33,41 @@ fn alerts(events: &[Event]) -> Vec<String> {
     out
 }
 
+/// The same events through `vigie radius`'s event thread (queue, batched
+/// writes, detection): every event written once, and the brute force alert.
+fn through_the_event_thread(events: &[Event]) {
+    use vigie_radius::EventSink as _;
+    use vigie_radius::standalone::{QueueSink, event_loop};
+    let dir = tempfile::tempdir().unwrap();
+    let (events_path, alerts_path) = (dir.path().join("events"), dir.path().join("alerts"));
+    let file = |p: &std::path::Path| {
+        Some(
+            Box::new(std::io::BufWriter::new(std::fs::File::create(p).unwrap()))
+                as Box<dyn std::io::Write + Send>,
+        )
+    };
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/vpn");
+    let (engine, _) = vigie_detect::Engine::load(&[rules]);
+    let (sink, rx) = QueueSink::new(events.len());
+    for e in events {
+        sink.emit(e.clone());
+    }
+    drop(sink);
+    event_loop(rx, file(&events_path), file(&alerts_path), engine);
+    let written = std::fs::read_to_string(&events_path).unwrap();
+    let ids: Vec<String> = written
+        .lines()
+        .map(|l| vigie_event::ecs::parse_event(l).unwrap().id.to_string())
+        .collect();
+    let sent: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, sent);
+    let alerts = std::fs::read_to_string(&alerts_path).unwrap();
+    assert!(
+        alerts.contains("VPN brute force on one account"),
+        "{alerts}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brute_force_spraying_and_friends_raise_alerts() {
     let f = fixture(CodeTransport::Append, true, Config::default()).await;
@@ -60,6 +95,7 @@ async fn brute_force_spraying_and_friends_raise_alerts() {
         "{titles:?}"
     );
     let _ = victim;
+    through_the_event_thread(&brute);
 
     // Spraying: one guess on each of 5 accounts from another address.
     f.events.0.lock().unwrap().clear();
