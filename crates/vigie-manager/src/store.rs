@@ -612,17 +612,17 @@ impl Store {
     /// "radius": lockouts) are left out: the manager that runs the service
     /// audits those itself, in the NAS client's organisation.
     pub async fn list_mfa_audit(&self, limit: i64) -> Result<Vec<Value>> {
-        let rows = match sqlx::query(
+        // The VPN service creates its tables when it first runs: a manager
+        // that never ran it (`--no-radius`) has none, and nothing to show.
+        if !self.table_exists("mfa_audit").await? {
+            return Ok(vec![]);
+        }
+        let rows = sqlx::query(
             "SELECT id, time, actor, action, target, detail FROM mfa_audit WHERE actor <> 'radius' ORDER BY time DESC, id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
-        .await
-        {
-            Ok(rows) => rows,
-            Err(sqlx::Error::Database(e)) if e.message().contains("mfa_audit") => return Ok(vec![]),
-            Err(e) => return Err(e.into()),
-        };
+        .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -634,6 +634,23 @@ impl Store {
                 "details": serde_json::from_str::<Value>(&detail).unwrap_or(Value::String(detail))})
             })
             .collect())
+    }
+
+    /// Whether the database has a table called `name`.
+    async fn table_exists(&self, name: &str) -> Result<bool> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Dialect::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
     }
 
     /// The audit log an organisation's administrators see: theirs, and for
@@ -1111,5 +1128,33 @@ mod tests {
         assert!(dummy.hash.is_some());
         assert!(!verify_password("correct horse", DUMMY_HASH));
         assert!(verify_password("correct horse", &real_s));
+    }
+
+    /// A manager that never ran the VPN service has no `mfa_audit` table:
+    /// its audit view is the manager's own; once the service has written
+    /// to it, its entries (other than the RADIUS server's) show.
+    #[tokio::test]
+    async fn mfa_audit_without_and_with_the_vpn_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url(dir.path()))
+            .await
+            .unwrap();
+        assert!(!store.table_exists("mfa_audit").await.unwrap());
+        assert!(store.list_mfa_audit(10).await.unwrap().is_empty());
+
+        let radius = vigie_radius::Store::from_pool(store.pool.clone());
+        radius.migrate().await.unwrap();
+        radius
+            .audit("admin", "user.disable", "bob", "{}")
+            .await
+            .unwrap();
+        radius
+            .audit("radius", "lockout", "carol", "{}")
+            .await
+            .unwrap();
+        assert!(store.table_exists("mfa_audit").await.unwrap());
+        let rows = store.list_mfa_audit(10).await.unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["target"], "bob");
     }
 }
