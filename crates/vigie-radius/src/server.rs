@@ -700,16 +700,7 @@ impl Server {
         {
             return None;
         }
-        let alg = totp::parse_algorithm(&u.totp_algorithm).unwrap_or(totp::Algorithm::SHA1);
-        let now = now_unix().max(0) as u64;
-        let acc = totp::verify(
-            &warm.totp_key,
-            alg,
-            u.totp_digits,
-            &code,
-            now,
-            warm.last_step,
-        )?;
+        let acc = verify_totp(u, &warm.totp_key, &code, warm.last_step)?;
         let update = StepUpdate::for_user(u, acc.step, acc.drift)?;
         match self.steps.accept(update).await {
             Ok(true) => {
@@ -783,9 +774,7 @@ impl Server {
                 return reject("internal error");
             }
         };
-        let alg = totp::parse_algorithm(&u.totp_algorithm).unwrap_or(totp::Algorithm::SHA1);
-        let now = now_unix().max(0) as u64;
-        let accepted = totp::verify(&secret, alg, u.totp_digits, code, now, u.last_step);
+        let accepted = verify_totp(u, &secret, code, u.last_step);
         let update = accepted.and_then(|acc| StepUpdate::for_user(u, acc.step, acc.drift));
         match accepted.zip(update) {
             Some((acc, update)) => match self.steps.accept(update).await {
@@ -819,8 +808,7 @@ impl Server {
                 }
             },
             None => {
-                let reused =
-                    totp::verify(&secret, alg, u.totp_digits, code, now, i64::MIN).is_some();
+                let reused = verify_totp(u, &secret, code, i64::MIN).is_some();
                 self.failure(Some(u), client, calling).await;
                 reject(if reused { "code reused" } else { "wrong code" })
             }
@@ -984,6 +972,19 @@ fn parse_calling_ip(s: &str) -> Option<IpAddr> {
         .ok()
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
         .or_else(|| s.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
+}
+
+/// The step `code` is for under `u`'s TOTP settings and decrypted `secret`,
+/// if it is newer than `last_step` (the warm path and the full one).
+fn verify_totp(
+    u: &UserRecord,
+    secret: &[u8],
+    code: &str,
+    last_step: i64,
+) -> Option<totp::Accepted> {
+    let alg = totp::parse_algorithm(&u.totp_algorithm).unwrap_or(totp::Algorithm::SHA1);
+    let now = now_unix().max(0) as u64;
+    totp::verify(secret, alg, u.totp_digits, code, now, last_step)
 }
 
 type Split = (Zeroizing<Vec<u8>>, Option<String>);
