@@ -12,11 +12,15 @@
 //!   written here (a differential test against `JsonEvent` keeps them equal).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use rsigma_eval::event::{Event as SigmaEvent, EventValue};
+use rsigma_eval::matcher::ascii_lowercase_cow;
 use rsigma_parser::fieldpath::{first_unescaped, unescape_brackets};
 use serde_json::{Map, Value};
 use vigie_event::{Event, FieldValue, Fields, Payload};
+
+use crate::lowered;
 
 /// rsigma's own nesting bound for recursive walks over JSON.
 const MAX_DEPTH: usize = 64;
@@ -33,9 +37,13 @@ pub(crate) struct SigmaView<'a> {
     /// candidate rule); `serde_json::Map` hashes with SipHash, this with
     /// aHash (randomly keyed too: field names come from the input).
     index: FieldIndex<'a>,
+    /// A record field's value lowercased, by its position in the record,
+    /// computed on the first read of its alias (crate::lowered).
+    lowered: Vec<OnceCell<Cow<'a, str>>>,
 }
 
-type FieldIndex<'a> = std::collections::HashMap<&'a str, &'a Value, ahash::RandomState>;
+/// A record's fields by name: their position and value.
+type FieldIndex<'a> = std::collections::HashMap<&'a str, (usize, &'a Value), ahash::RandomState>;
 
 impl<'a> SigmaView<'a> {
     pub(crate) fn new(event: &'a Event) -> Self {
@@ -47,18 +55,57 @@ impl<'a> SigmaView<'a> {
             record.map_or(0, Map::len),
             ahash::RandomState::new(),
         );
-        index.extend(record.into_iter().flatten().map(|(k, v)| (k.as_str(), v)));
+        index.extend(
+            record
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, (k, v))| (k.as_str(), (i, v))),
+        );
+        let lowered = std::iter::repeat_with(OnceCell::new)
+            .take(index.len())
+            .collect();
         SigmaView {
             event,
             record,
             referenced: std::cell::Cell::new(false),
             index,
+            lowered,
         }
+    }
+
+    /// The lowercased value of `field` (the answer for its alias name): a
+    /// record's string field is lowercased once per event, anything else
+    /// at each read.
+    fn get_lowered(&self, field: &str) -> Option<EventValue<'_>> {
+        if self.record.is_some()
+            && let Some(&(slot, Value::String(s))) = self.index.get(field)
+            && let Some(cell) = self.lowered.get(slot)
+        {
+            let lowered = cell.get_or_init(|| ascii_lowercase_cow(s));
+            return Some(EventValue::Str(Cow::Borrowed(lowered.as_ref())));
+        }
+        self.get_field(field).map(lower_value)
     }
 
     /// Whether a correlation window now refers to this event.
     pub(crate) fn referenced(&self) -> bool {
         self.referenced.get()
+    }
+}
+
+/// `value` as rsigma's case-insensitive matchers compare it: strings (and
+/// floats, by their text, which may read `NaN`) lowercased, integers and
+/// booleans as they are (their text has no capitals), lists member by member.
+fn lower_value(value: EventValue<'_>) -> EventValue<'_> {
+    match value {
+        EventValue::Str(Cow::Borrowed(s)) => EventValue::Str(ascii_lowercase_cow(s)),
+        EventValue::Str(Cow::Owned(s)) => {
+            EventValue::Str(Cow::Owned(ascii_lowercase_cow(&s).into_owned()))
+        }
+        EventValue::Float(f) => EventValue::Str(Cow::Owned(f.to_string().to_lowercase())),
+        EventValue::Array(items) => EventValue::Array(items.into_iter().map(lower_value).collect()),
+        other => other,
     }
 }
 
@@ -76,6 +123,9 @@ fn from_field(value: FieldValue<'_>) -> EventValue<'_> {
 
 impl SigmaEvent for SigmaView<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if let Some(field) = lowered::aliased(path) {
+            return self.get_lowered(field);
+        }
         match self.record {
             Some(_) => record_get(&self.index, path),
             None => self.event.field(path).map(from_field),
@@ -133,8 +183,15 @@ impl SigmaEvent for SigmaView<'_> {
         // Typed events answer many names (Sigma and ECS), so they say "unknown".
         match self.record {
             Some(map) => {
+                // Rewritten rules read some fields under their alias name
+                // (crate::lowered): the index knows those by the alias.
+                let mut alias = String::with_capacity(128);
                 for key in map.keys() {
                     visit(key);
+                    alias.clear();
+                    alias.push_str(key);
+                    alias.push_str(lowered::SUFFIX);
+                    visit(&alias);
                 }
                 true
             }
@@ -182,7 +239,7 @@ fn collect_strings<'a>(v: &'a Value, out: &mut Vec<Cow<'a, str>>, depth: usize) 
 
 /// A record's field, with rsigma `JsonEvent` semantics.
 fn record_get<'a>(map: &FieldIndex<'a>, path: &str) -> Option<EventValue<'a>> {
-    if let Some(&v) = map.get(path) {
+    if let Some(&(_, v)) = map.get(path) {
         return Some(EventValue::from(v));
     }
     if !(path.contains('.') || path.contains('[') || path.contains('\\')) {
@@ -195,7 +252,7 @@ fn record_get<'a>(map: &FieldIndex<'a>, path: &str) -> Option<EventValue<'a>> {
     let Op::Key(key) = first else {
         return None;
     };
-    let root = *map.get(key.as_ref())?;
+    let (_, root) = *map.get(key.as_ref())?;
     let mut hits = Vec::new();
     collect(root, rest, &mut hits);
     match hits.len() {

@@ -91,6 +91,11 @@ impl Group {
                 .take();
             let (mut rules, filters) = taken.unwrap_or_default();
             strip_metadata(&mut rules, &filters);
+            // Before the filters: their items read the original fields,
+            // which stays exact (crate::lowered).
+            for rule in &mut rules {
+                crate::lowered::rewrite(rule);
+            }
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut engine = rsigma_eval::Engine::new();
                 engine.extend_compiled_rules(rules);

@@ -39,6 +39,7 @@ pub mod behaviour;
 mod engine;
 mod kept;
 mod load;
+mod lowered;
 mod report;
 mod windows;
 
