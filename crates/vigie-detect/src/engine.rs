@@ -40,6 +40,10 @@ struct RuleMeta {
     rule: RuleRef,
 }
 
+/// Groups of at most this many rules are evaluated rule by rule, without
+/// rsigma's candidate index (see [`Detector::matches`]).
+const SMALL_GROUP: usize = 8;
+
 /// Rules with the same logsource, in one rsigma engine.
 ///
 /// The engine is built when the first event of its logsource arrives, not at
@@ -751,7 +755,22 @@ impl Detector {
             let engine = group.engine(&self.shared.build_nanos);
             // A bug in the engine on one odd event must not stop the stream.
             let found = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine.evaluate(&view)
+                // rsigma's candidate index scans the event's values (every
+                // string, when the group has keyword rules) whatever the
+                // group's size; for a handful of rules evaluating each one
+                // costs less (callgrind, SigmaHQ's Windows rules: -3.4 %
+                // instructions in detection). Same results: the index only
+                // ever skips rules that cannot match, and both go in rule
+                // order.
+                if engine.rule_count() <= SMALL_GROUP {
+                    engine
+                        .rules()
+                        .iter()
+                        .filter_map(|r| rsigma_eval::evaluate_rule(r, &view))
+                        .collect()
+                } else {
+                    engine.evaluate(&view)
+                }
             })) {
                 Ok(found) => found,
                 Err(_) => {
