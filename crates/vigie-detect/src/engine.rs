@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use rsigma_eval::{
-    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, EvaluationResult,
-    ResultBody,
+    CompiledDetection, CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode,
+    EvaluationResult, ResultBody,
 };
 use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, SigmaRule};
 use serde_json::Value;
@@ -40,9 +40,34 @@ struct RuleMeta {
     rule: RuleRef,
 }
 
-/// Groups of at most this many rules are evaluated rule by rule, without
-/// rsigma's candidate index (see [`Detector::matches`]).
+/// Groups of at most this many rules may be evaluated rule by rule
+/// ([`rule_by_rule`]).
 const SMALL_GROUP: usize = 8;
+
+/// Whether a group's rules are better evaluated one by one with rsigma's
+/// `evaluate_rule` than through its engine. The engine's candidate index
+/// scans the event's indexed values whatever the group's size: for a
+/// handful of rules, evaluating each costs less (callgrind over SigmaHQ's
+/// Windows rules). Not when a rule has keywords: evaluated directly they
+/// test every string of every event, where the index's keyword automaton
+/// rules most events out in one pass. Same results either way: the index
+/// only leaves out rules that cannot match, and both go in rule order.
+fn rule_by_rule(rules: &[CompiledRule]) -> bool {
+    fn has_keywords(d: &CompiledDetection) -> bool {
+        match d {
+            CompiledDetection::Keywords(_) => true,
+            CompiledDetection::AllOf(items) => items.iter().any(|i| i.field.is_none()),
+            CompiledDetection::AnyOf(subs) | CompiledDetection::And(subs) => {
+                subs.iter().any(has_keywords)
+            }
+            _ => false,
+        }
+    }
+    rules.len() <= SMALL_GROUP
+        && !rules
+            .iter()
+            .any(|r| r.detections.values().any(has_keywords))
+}
 
 /// Rules with the same logsource, in one rsigma engine.
 ///
@@ -59,6 +84,8 @@ struct Group {
     /// The compiled rules and the filters to apply, until the engine is built.
     pending: Mutex<Option<PendingGroup>>,
     engine: OnceLock<rsigma_eval::Engine>,
+    /// Whether the group is evaluated rule by rule ([`rule_by_rule`]).
+    direct: OnceLock<bool>,
 }
 
 /// A group's compiled rules and the filters to apply to them.
@@ -73,6 +100,7 @@ impl Group {
             service,
             pending: Mutex::new(Some((rules, Vec::new()))),
             engine: OnceLock::new(),
+            direct: OnceLock::new(),
         }
     }
 
@@ -755,14 +783,7 @@ impl Detector {
             let engine = group.engine(&self.shared.build_nanos);
             // A bug in the engine on one odd event must not stop the stream.
             let found = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                // rsigma's candidate index scans the event's values (every
-                // string, when the group has keyword rules) whatever the
-                // group's size; for a handful of rules evaluating each one
-                // costs less (callgrind, SigmaHQ's Windows rules: -3.4 %
-                // instructions in detection). Same results: the index only
-                // ever skips rules that cannot match, and both go in rule
-                // order.
-                if engine.rule_count() <= SMALL_GROUP {
+                if *group.direct.get_or_init(|| rule_by_rule(engine.rules())) {
                     engine
                         .rules()
                         .iter()
