@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use vigie_event::{Alert, Event};
+use vigie_event::{Alert, Event, Payload, Process};
 use vigie_uplink::UplinkHandle;
 
 pub(crate) type Output = Option<Box<dyn Write + Send>>;
@@ -105,13 +105,14 @@ impl Drop for EventWriter {
 
 fn writer_loop(reporter: &Reporter, rx: Receiver<Vec<Event>>) {
     let mut buf = Vec::with_capacity(OUTPUT_BUFFER);
-    while let Ok(batch) = rx.recv() {
-        reporter.events(&batch, &mut buf);
+    let mut json = EventJson::new();
+    while let Ok(mut batch) = rx.recv() {
+        reporter.events(&mut batch, &mut buf, &mut json);
         // Write out whenever the queue is empty: quiet hosts see their
         // events at once, storms get large writes.
         loop {
             match rx.try_recv() {
-                Ok(batch) => reporter.events(&batch, &mut buf),
+                Ok(mut batch) => reporter.events(&mut batch, &mut buf, &mut json),
                 Err(TryRecvError::Empty) => {
                     reporter.flush();
                     break;
@@ -124,6 +125,105 @@ fn writer_loop(reporter: &Reporter, rx: Receiver<Vec<Event>>) {
         }
     }
     reporter.flush();
+}
+
+/// The acting process of an event, when it has one.
+fn process_mut(ev: &mut Event) -> Option<&mut Process> {
+    match &mut ev.payload {
+        Payload::Process(e) => Some(&mut e.process),
+        Payload::File(e) => Some(&mut e.process),
+        Payload::Network(e) => Some(&mut e.process),
+        Payload::Dns(e) => Some(&mut e.process),
+        Payload::Kernel(e) => Some(&mut e.process),
+        Payload::Authentication(_)
+        | Payload::Health(_)
+        | Payload::Response(_)
+        | Payload::Log(_) => None,
+    }
+}
+
+/// ECS JSON of events, reusing the JSON of the acting process while it
+/// stays the same. The process (with parent, ancestors, users: seven
+/// timestamps) is about 85 % of a file event's 2.9 KB, and a storm's events
+/// come from one process in a row. vigie-event's serialiser stays the one
+/// source of the layout: the event is serialised with a placeholder process
+/// whose JSON is then replaced by the real one's.
+struct EventJson {
+    /// Swapped into the event while it is serialised.
+    placeholder: Process,
+    /// Finds `"process":{…placeholder…}`, as the serialiser writes it.
+    placeholder_json: memchr::memmem::Finder<'static>,
+    /// What follows the process in an event (reused).
+    tail: Vec<u8>,
+    /// The last process and its `"process":{…}` (and `,"user":{…}`) JSON.
+    last: Option<(Process, Vec<u8>)>,
+    /// Events written the plain way because the placeholder was not found.
+    fallbacks: u64,
+}
+
+impl EventJson {
+    fn new() -> Self {
+        // Control characters are escaped in JSON strings, and a quote inside
+        // a string is escaped too: this key and value can only appear where
+        // the serialiser put the placeholder.
+        let placeholder = Process {
+            entity_id: "\u{1}vigie-writer-placeholder\u{1}".into(),
+            ..Process::default()
+        };
+        let mut placeholder_json = b"\"process\":".to_vec();
+        sonic_rs::to_writer(&mut placeholder_json, &placeholder).expect("a process serialises");
+        EventJson {
+            placeholder,
+            placeholder_json: memchr::memmem::Finder::new(&placeholder_json).into_owned(),
+            tail: Vec::new(),
+            last: None,
+            fallbacks: 0,
+        }
+    }
+
+    /// Appends the event's JSON (no newline) to `buf`.
+    fn write(&mut self, ev: &mut Event, buf: &mut Vec<u8>) -> sonic_rs::Result<()> {
+        let start = buf.len();
+        let Some(process) = process_mut(ev) else {
+            return sonic_rs::to_writer(&mut *buf, &*ev);
+        };
+        if !self.last.as_ref().is_some_and(|(p, _)| p == process) {
+            let mut json = b"\"process\":".to_vec();
+            sonic_rs::to_writer(&mut json, &*process)?;
+            // vigie-event writes the acting user next to the process.
+            if let Some(user) = &process.user {
+                json.extend_from_slice(b",\"user\":");
+                sonic_rs::to_writer(&mut json, user)?;
+            }
+            self.last = Some((process.clone(), json));
+        }
+        std::mem::swap(process, &mut self.placeholder);
+        let written = sonic_rs::to_writer(&mut *buf, &*ev);
+        if let Some(process) = process_mut(ev) {
+            std::mem::swap(process, &mut self.placeholder);
+        }
+        written?;
+        let at = self.placeholder_json.find(&buf[start..]);
+        match (at, &self.last) {
+            (Some(at), Some((_, json))) => {
+                // Two copies (Vec::splice goes byte by byte).
+                let at = start + at;
+                self.tail.clear();
+                let end = at + self.placeholder_json.needle().len();
+                self.tail.extend_from_slice(&buf[end..]);
+                buf.truncate(at);
+                buf.extend_from_slice(json);
+                buf.extend_from_slice(&self.tail);
+                Ok(())
+            }
+            // Not where expected (a serialiser change): the plain way.
+            _ => {
+                self.fallbacks += 1;
+                buf.truncate(start);
+                sonic_rs::to_writer(&mut *buf, &*ev)
+            }
+        }
+    }
 }
 
 fn write_line(out: &mut Output, json: &str) {
@@ -174,17 +274,18 @@ impl Reporter {
     /// Telemetry.
     pub fn event(&self, ev: &Event) {
         let mut buf = Vec::new();
-        self.events(std::slice::from_ref(ev), &mut buf);
+        self.events(&mut [ev.clone()], &mut buf, &mut EventJson::new());
     }
 
     /// A batch of telemetry: serialised into `buf` (reused; the lock is
-    /// taken once per batch), then handed to the uplink in order.
-    fn events(&self, batch: &[Event], buf: &mut Vec<u8>) {
+    /// taken once per batch), then handed to the uplink in order. The
+    /// events are only borrowed mutably while each is serialised.
+    fn events(&self, batch: &mut [Event], buf: &mut Vec<u8>, json: &mut EventJson) {
         if self.has_events {
             buf.clear();
-            for ev in batch {
+            for ev in batch.iter_mut() {
                 let start = buf.len();
-                match sonic_rs::to_writer(&mut *buf, ev) {
+                match json.write(ev, buf) {
                     Ok(()) => buf.push(b'\n'),
                     Err(e) => {
                         buf.truncate(start);
@@ -200,7 +301,7 @@ impl Reporter {
             }
         }
         if let Some(l) = self.link.get() {
-            for ev in batch {
+            for ev in batch.iter() {
                 l.rt.block_on(l.uplink.send_event(ev));
             }
         }
@@ -299,5 +400,92 @@ mod json_tests {
                 serde_json::to_string(&ev).unwrap()
             );
         }
+    }
+
+    /// Reusing a process's JSON changes nothing in the output: every event
+    /// kind, the same process in a row, a process that changes (its user,
+    /// its ancestors), none at all.
+    #[test]
+    fn reused_process_json_is_the_plain_json() {
+        use vigie_event::{
+            Endpoint, HealthAction, HealthEvent, NetworkAction, NetworkEvent, ProcessAction,
+            ProcessEvent, ProcessSummary, Transport, User,
+        };
+        let mut sh = Process {
+            entity_id: "42-7".into(),
+            pid: 42,
+            start: Some(chrono::Utc::now()),
+            name: "sh".into(),
+            executable: "/bin/sh".into(),
+            args: vec!["sh".into(), "-c".into(), "\"process\":{\u{1}".into()],
+            command_line: "sh -c '\"process\":{'".into(),
+            user: Some(User {
+                id: Some("0".into()),
+                name: Some("root".into()),
+                ..User::default()
+            }),
+            parent: Some(Box::new(ProcessSummary {
+                entity_id: "1-1".into(),
+                pid: 1,
+                name: "init".into(),
+                ..ProcessSummary::default()
+            })),
+            ..Process::default()
+        };
+        sh.vigie.ancestors = vec![ProcessSummary {
+            entity_id: "0-0".into(),
+            ..ProcessSummary::default()
+        }];
+        let mut other_user = sh.clone();
+        other_user.user.as_mut().unwrap().id = Some("1000".into());
+        let mut no_user = sh.clone();
+        no_user.user = None;
+        let file = |action, p: &Process| {
+            Payload::File(FileEvent {
+                action,
+                file: File::at("/tmp/\"process\":{\"entity_id\":\"x"),
+                process: p.clone(),
+            })
+        };
+        let payloads = vec![
+            Payload::Process(ProcessEvent {
+                action: ProcessAction::Exec,
+                process: sh.clone(),
+                target: None,
+                error: None,
+            }),
+            file(FileAction::Create, &sh),
+            file(FileAction::Write, &sh),
+            file(FileAction::Rename, &other_user),
+            file(FileAction::Delete, &other_user),
+            Payload::Health(HealthEvent {
+                action: HealthAction::SensorStart,
+                health: Default::default(),
+            }),
+            file(FileAction::Delete, &no_user),
+            Payload::Network(NetworkEvent {
+                action: NetworkAction::Connect,
+                transport: Transport::Tcp,
+                source: Endpoint::default(),
+                destination: Endpoint::default(),
+                process: no_user.clone(),
+            }),
+            file(FileAction::Create, &Process::default()),
+            file(FileAction::Create, &sh),
+        ];
+        let mut json = super::EventJson::new();
+        for payload in payloads {
+            let mut ev = Event::new(chrono::Utc::now(), Host::named("h"), payload);
+            let plain = serde_json::to_string(&ev).unwrap();
+            let mut ours = b"previous line\n".to_vec();
+            json.write(&mut ev, &mut ours).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                format!("previous line\n{plain}")
+            );
+            // The event is left as it was.
+            assert_eq!(serde_json::to_string(&ev).unwrap(), plain);
+        }
+        assert_eq!(json.fallbacks, 0, "the placeholder was always found");
     }
 }
