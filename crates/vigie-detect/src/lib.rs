@@ -27,6 +27,11 @@
 //!   record (Sysmon EventID → category, channel → service), which the log
 //!   readers call for each record.
 //!
+//! Two ways of using rsigma's public API for speed, both exact: detection
+//! items that compare strings case-insensitively read their field
+//! lowercased once per event (`lowered.rs`), and groups of at most 8 rules
+//! without keywords skip rsigma's candidate index (`engine.rs`).
+//!
 //! Routing: a rule sees an event only when every logsource field the rule
 //! names (product, category, service) is present and equal in the event's
 //! [`vigie_event::Fields::logsource`] (case-insensitive). SigmaHQ's umbrella
