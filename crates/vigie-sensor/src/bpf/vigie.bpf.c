@@ -123,7 +123,7 @@ struct sc_spec {
 
 struct pending {
 	u32 nr;
-	u32 pad;
+	u32 busy;	/* set at sys_enter, cleared at sys_exit */
 	u64 args[6];
 };
 
@@ -180,10 +180,14 @@ struct {
 	__type(value, struct sc_spec);
 } sc_specs SEC(".maps");
 
+/* The syscall a task is in, from sys_enter to sys_exit. Task storage: a
+ * slot in the task itself, found without hashing, written in place, freed
+ * with the task (the LRU hash it replaces cost an update at every enter and
+ * a delete at every exit). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending);
 } pendings SEC(".maps");
 
@@ -708,8 +712,9 @@ int handle_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	struct sc_spec *sp = bpf_map_lookup_elem(&sc_specs, &nr);
 	if (!sp || !sp->enabled)
 		return 0;
-	/* ctx may only be read at constant offsets: copy the arguments. */
-	struct pending p = { .nr = nr };
+	/* ctx may only be read at constant offsets: copy the arguments (with
+	 * six plain loads instead, no file event came through). */
+	struct pending p = { .nr = nr, .busy = 1 };
 	bpf_probe_read_kernel(&p.args, sizeof(p.args), &ctx->args[0]);
 	if (sp->eq_arg && sp->eq_arg <= 6) {
 		u64 v = nth_arg(&p, sp->eq_arg);
@@ -725,9 +730,17 @@ int handle_sys_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	/* Other namespaces' syscalls never take a pending slot, a write
 	 * session or a ring-buffer record. */
-	if (out_of_scope(c, bpf_get_current_task_btf()))
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (out_of_scope(c, task))
 		return 0;
-	bpf_map_update_elem(&pendings, &id, &p, BPF_ANY);
+	struct pending *slot = bpf_task_storage_get(&pendings, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!slot) {
+		/* No memory for the slot (or a nested probe holds the storage
+		 * lock): the event is lost, and counted as such. */
+		count_lost(EV_SYSCALL);
+		return 0;
+	}
+	*slot = p;
 	return 0;
 }
 
@@ -773,11 +786,16 @@ SEC("tracepoint/syscalls/sys_exit_generic")
 int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	struct pending *pp = bpf_map_lookup_elem(&pendings, &id);
-	if (!pp)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending *pp = bpf_task_storage_get(&pendings, task, 0, 0);
+	if (!pp || !pp->busy)
 		return 0;
 	struct pending p = *pp;
-	bpf_map_delete_elem(&pendings, &id);
+	pp->busy = 0;
+	/* A slot left by a syscall whose exit was not seen (probes attached
+	 * in between) belongs to no other syscall. */
+	if (p.nr != (u32)ctx->id)
+		return 0;
 	u32 nr = p.nr;
 	struct sc_spec *sp = bpf_map_lookup_elem(&sc_specs, &nr);
 	if (!sp)
@@ -788,7 +806,6 @@ int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	if (sp->failure_only && ret >= 0)
 		return 0;
 
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct config *c = get_cfg();
 	u8 *buf = get_scratch();
 	if (!buf || !c)
