@@ -32,6 +32,8 @@ pub(crate) struct SigmaView<'a> {
     /// Set when a correlation window took a reference to the event (see
     /// [`SigmaEvent::to_json`]): the detector must then keep a copy.
     referenced: std::cell::Cell<bool>,
+    /// The reference a correlation window keeps ([`crate::kept`]).
+    reference: u64,
     /// The record's fields by name. rsigma looks a record's fields up many
     /// times (its candidate index, then each detection item of each
     /// candidate rule); `serde_json::Map` hashes with SipHash, this with
@@ -46,7 +48,9 @@ pub(crate) struct SigmaView<'a> {
 type FieldIndex<'a> = std::collections::HashMap<&'a str, (usize, &'a Value), ahash::RandomState>;
 
 impl<'a> SigmaView<'a> {
-    pub(crate) fn new(event: &'a Event) -> Self {
+    /// `reference`: the number correlation windows keep for this event
+    /// ([`crate::kept::KeptEvents::next_reference`]).
+    pub(crate) fn new(event: &'a Event, reference: u64) -> Self {
         let record = match &event.payload {
             Payload::Log(r) => Some(&r.fields),
             _ => None,
@@ -69,6 +73,7 @@ impl<'a> SigmaView<'a> {
             event,
             record,
             referenced: std::cell::Cell::new(false),
+            reference,
             index,
             lowered,
         }
@@ -172,9 +177,11 @@ impl SigmaEvent for SigmaView<'_> {
         // Only called when a correlation window stores the event. rsigma
         // keeps the `id` of what this returns; the detector keeps the event
         // itself (crate::kept), once, instead of a JSON copy per window.
+        // A number, not the event's uuid: the detector finds it by binary
+        // search, without formatting and parsing a uuid per reference.
         self.referenced.set(true);
         let mut m = Map::with_capacity(1);
-        m.insert("id".into(), Value::String(self.event.id.to_string()));
+        m.insert("id".into(), Value::from(self.reference));
         Value::Object(m)
     }
 
@@ -365,7 +372,7 @@ mod tests {
                 fields: map,
             }),
         );
-        let view = SigmaView::new(&event);
+        let view = SigmaView::new(&event, 0);
         let reference = JsonEvent::borrow(&value);
         for path in [
             "EventID",

@@ -776,7 +776,8 @@ impl Detector {
             // index) is not needed.
             return Vec::new();
         }
-        let view = SigmaView::new(event);
+        let reference = self.kept.next_reference();
+        let view = SigmaView::new(event, reference);
         let mut results: Vec<EvaluationResult> = Vec::new();
         for &g in route {
             let group = &self.shared.groups[g as usize];
@@ -812,16 +813,18 @@ impl Detector {
             let ts = event.time.timestamp();
             results = corr.process_with_detections(&view, results, ts);
             if view.referenced() {
-                self.kept.keep(event);
+                self.kept.keep(reference, event);
             }
         }
         results
             .into_iter()
-            .filter_map(|r| self.to_match(event, r))
+            .filter_map(|r| self.to_match(reference, r))
             .collect()
     }
 
-    fn to_match(&self, event: &Event, result: EvaluationResult) -> Option<Match> {
+    /// `reference`: the triggering event's, which the alert carries first
+    /// anyway.
+    fn to_match(&self, reference: u64, result: EvaluationResult) -> Option<Match> {
         let attrs = &result.header.custom_attributes;
         match result.body {
             ResultBody::Detection(_) => {
@@ -837,29 +840,26 @@ impl Detector {
                 if !percentile_holds(&self.shared.correlations[index], body.aggregated_value) {
                     return None;
                 }
-                // References (the ids SigmaView::to_json gave), whichever
-                // mode the rule asked rsigma for.
-                let ids =
-                    body.event_refs
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|r| r.id)
-                        .chain(body.events.unwrap_or_default().into_iter().filter_map(|v| {
-                            v.get("id").and_then(Value::as_str).map(str::to_string)
-                        }));
+                // References (the numbers SigmaView::to_json gave),
+                // whichever mode the rule asked rsigma for.
+                let refs = body
+                    .event_refs
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|r| r.id?.parse::<u64>().ok())
+                    .chain(
+                        body.events
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|v| v.get("id").and_then(Value::as_u64)),
+                    );
                 let mut related = Vec::new();
-                for id in ids {
-                    let Ok(id) = uuid::Uuid::parse_str(&id) else {
-                        continue;
-                    };
-                    if id == event.id {
-                        continue;
-                    }
-                    match self.kept.get(&id) {
+                for r in refs.filter(|&r| r != reference) {
+                    match self.kept.get(r) {
                         Some(e) => related.push(e.clone()),
                         // Forgotten under a flood (MAX_KEPT): the alert
                         // carries the others.
-                        None => tracing::debug!(%id, "contributing event no longer kept"),
+                        None => tracing::debug!(reference = r, "contributing event no longer kept"),
                     }
                 }
                 Some(Match {
