@@ -222,8 +222,8 @@ async fn write_steps(store: Store, mut rx: tokio::sync::mpsc::Receiver<StepReque
         let start = std::time::Instant::now();
         let result = loop {
             let r = match conn.as_mut() {
-                Some(c) => accept_steps_on(&mut *c, &updates).await,
-                None => accept_steps_on(&store.pool, &updates).await,
+                Some(c) => accept_steps_on(&mut *c, true, &updates).await,
+                None => accept_steps_on(&store.pool, store.sqlite(), &updates).await,
             };
             match r {
                 Err(e) if is_busy(&e) && start.elapsed() < std::time::Duration::from_secs(5) => {
@@ -387,6 +387,11 @@ impl Store {
         &self.pool
     }
 
+    /// Whether the database is SQLite (else PostgreSQL).
+    pub fn sqlite(&self) -> bool {
+        self.pool.connect_options().database_url.scheme() == "sqlite"
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         let mut m = sqlx::migrate!("./migrations");
         // The manager keeps its own migrations in the same bookkeeping table.
@@ -523,7 +528,7 @@ impl Store {
     /// transaction, one commit: see [`StepWriter`]). Names must be distinct.
     /// Returns, in order, whether each step was recorded.
     pub async fn accept_steps(&self, updates: &[StepUpdate]) -> Result<Vec<bool>> {
-        accept_steps_on(&self.pool, updates).await
+        accept_steps_on(&self.pool, self.sqlite(), updates).await
     }
 
     /// Count a failure; returns the failures now counted in the policy's
@@ -739,8 +744,9 @@ impl Store {
     }
 }
 
-/// [`Store::accept_steps`] on a pool or a connection.
-async fn accept_steps_on<'c, E>(exec: E, updates: &[StepUpdate]) -> Result<Vec<bool>>
+/// [`Store::accept_steps`] on a pool or a connection. `sqlite`: the
+/// database is SQLite (see [`Store::sqlite`]).
+async fn accept_steps_on<'c, E>(exec: E, sqlite: bool, updates: &[StepUpdate]) -> Result<Vec<bool>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -754,32 +760,40 @@ where
     // statements and then reuses them: parsing and planning a fresh
     // statement per batch was a third of the writer's CPU.
     let rows = updates.len().next_power_of_two();
+    // SQLite gets anonymous `?` parameters: binding a numbered one looks
+    // its number up in a list, which made binding quadratic in the batch.
+    // Either way the values are bound in the order they appear.
+    let mut n = 0;
+    let mut param = || {
+        n += 1;
+        if sqlite {
+            "?".to_string()
+        } else {
+            format!("${n}")
+        }
+    };
     let mut sql = String::from(
         "UPDATE mfa_users SET last_step = v.column2, drift = v.column3, failures = 0, locked_until = 0 \
              FROM (VALUES ",
     );
     for i in 0..rows {
-        let b = 2 + i * 5;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4
-        ));
+        let row: Vec<String> = (0..5).map(|_| param()).collect();
+        sql.push('(');
+        sql.push_str(&row.join(", "));
+        sql.push(')');
     }
-    sql.push_str(
+    sql.push_str(&format!(
         ") AS v WHERE mfa_users.name = v.column1 AND mfa_users.last_step < v.column2 \
-             AND mfa_users.disabled = 0 AND mfa_users.locked_until <= $1 \
+             AND mfa_users.disabled = 0 AND mfa_users.locked_until <= {} \
              AND mfa_users.totp_secret = v.column4 \
              AND (v.column5 = '' OR mfa_users.password_hash = v.column5) \
              RETURNING mfa_users.name",
-    );
-    let mut q = sqlx::query(&sql).bind(now_unix());
+        param()
+    ));
+    let mut q = sqlx::query(&sql);
     for u in updates {
         q = q
             .bind(u.name.as_str())
@@ -792,7 +806,7 @@ where
     for _ in updates.len()..rows {
         q = q.bind("").bind(0i64).bind(0i64).bind("").bind("");
     }
-    let rows = q.persistent(true).fetch_all(exec).await?;
+    let rows = q.bind(now_unix()).persistent(true).fetch_all(exec).await?;
     let done: std::collections::HashSet<String> = rows
         .iter()
         .map(|r| r.try_get::<String, _>(0))
