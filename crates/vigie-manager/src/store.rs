@@ -469,7 +469,13 @@ impl Store {
                     if c > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", i * EV_COLS + c + 1));
+                    // SQLite: anonymous parameters, bound in order. Binding a
+                    // numbered one looks its number up in a list: quadratic
+                    // in the chunk's 500 parameters.
+                    match self.dialect {
+                        Dialect::Sqlite => sql.push('?'),
+                        Dialect::Postgres => sql.push_str(&format!("${}", i * EV_COLS + c + 1)),
+                    }
                 }
                 sql.push(')');
             }
