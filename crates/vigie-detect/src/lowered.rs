@@ -305,7 +305,7 @@ detection:
         let mut fired = 0;
         for fields in &events {
             let e = event(fields.clone());
-            let view = crate::adapter::SigmaView::new(&e);
+            let view = crate::adapter::SigmaView::new(&e, 0);
             for (a, b) in originals.iter().zip(&rewritten) {
                 let before = rsigma_eval::evaluate_rule(a, &view).is_some();
                 let after = rsigma_eval::evaluate_rule(b, &view).is_some();
