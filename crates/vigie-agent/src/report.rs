@@ -271,12 +271,6 @@ impl Reporter {
         })
     }
 
-    /// Telemetry.
-    pub fn event(&self, ev: &Event) {
-        let mut buf = Vec::new();
-        self.events(&mut [ev.clone()], &mut buf, &mut EventJson::new());
-    }
-
     /// A batch of telemetry: serialised into `buf` (reused; the lock is
     /// taken once per batch), then handed to the uplink in order. The
     /// events are only borrowed mutably while each is serialised.
