@@ -152,21 +152,6 @@ pub fn event_loop(
     }
 }
 
-/// Detection and the event file are throughput work: with `SCHED_BATCH`
-/// the scheduler no longer lets this thread preempt the threads answering
-/// NASes when it wakes up (it keeps its fair share of the CPU, so it still
-/// keeps up). Best effort: without it the thread runs as before.
-fn batch_priority() {
-    // SAFETY: sched_param is plain data; pid 0 is the calling thread.
-    let rc = unsafe {
-        let param: libc::sched_param = std::mem::zeroed();
-        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param)
-    };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_BATCH for the event thread");
-    }
-}
-
 pub fn run(opts: Options) -> Result<ExitCode> {
     let rules = opts.rules.clone().or_else(default_rules);
     let engine = match &rules {
@@ -188,10 +173,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let (sink, rx) = QueueSink::new(QUEUE);
     let consumer = std::thread::Builder::new()
         .name("vigie-events".into())
-        .spawn(move || {
-            batch_priority();
-            event_loop(rx, events, alerts, engine)
-        })?;
+        .spawn(move || event_loop(rx, events, alerts, engine))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
