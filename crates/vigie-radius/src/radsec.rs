@@ -138,7 +138,7 @@ pub async fn serve(
             if radius11 {
                 serve_radius11(server, rd, wr, peer).await;
             } else {
-                serve_radius10(&server, rd, wr, peer).await;
+                serve_radius10(server, rd, wr, peer).await;
             }
         });
     }
@@ -162,20 +162,66 @@ async fn read_packet<R: AsyncRead + Unpin>(
 }
 
 /// Historic RADIUS/TLS: RADIUS packets with the shared secret "radsec".
-async fn serve_radius10<R, W>(server: &Server, mut rd: R, mut wr: W, peer: SocketAddr)
+/// One connection often carries every user of a gateway (radsecproxy), so
+/// requests run side by side, as over UDP: a first login (argon2) or a slow
+/// directory must not hold up the others. Answers go out as they are ready;
+/// the client matches them to its requests by Identifier, as over UDP; there
+/// are 256 Identifiers, hence the bound. Duplicates are detected as over UDP (source,
+/// Identifier, Request Authenticator).
+async fn serve_radius10<R, W>(server: Arc<Server>, mut rd: R, wr: W, peer: SocketAddr)
 where
     R: AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (tx, writer) = answer_writer(wr, IN_FLIGHT_MAX_10);
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX_10));
     let mut buf = vec![0u8; packet::MAX_LEN];
     while let Some(len) = read_packet(&mut rd, &mut buf, peer).await {
-        if let Some(resp) = server.handle_radsec(&buf[..len], peer).await
-            && wr.write_all(&resp).await.is_err()
-        {
-            return;
-        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let raw = buf[..len].to_vec();
+        let (server, tx) = (server.clone(), tx.clone());
+        tokio::spawn(async move {
+            if let Some(a) = server.handle_radsec(&raw, peer).await {
+                let _ = tx.send(a).await;
+            }
+            drop(slot);
+        });
     }
+    // As for RADIUS/1.1 below: pending answers are written, then close.
+    drop(tx);
+    drop(rd);
+    let _ = writer.await;
 }
+
+/// The task that writes a connection's answers in the order they are ready;
+/// it shuts the connection down once every sender is gone.
+fn answer_writer<W>(
+    mut wr: W,
+    queue: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(queue);
+    let writer = tokio::spawn(async move {
+        while let Some(answer) = rx.recv().await {
+            if wr.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    (tx, writer)
+}
+
+/// Requests of one historic RadSec connection processed at once: one per
+/// Identifier.
+const IN_FLIGHT_MAX_10: usize = 256;
 
 /// How long an answer is kept for a repeated Token, and how many at most.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
@@ -196,20 +242,12 @@ type Seen = HashMap<r11::Token, (Instant, Option<Vec<u8>>)>;
 /// same answer again, one still being processed is ignored (its answer is
 /// coming), and neither is processed twice (that would count a failure
 /// twice or burn a code).
-async fn serve_radius11<R, W>(server: Arc<Server>, mut rd: R, mut wr: W, peer: SocketAddr)
+async fn serve_radius11<R, W>(server: Arc<Server>, mut rd: R, wr: W, peer: SocketAddr)
 where
     R: AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(IN_FLIGHT_MAX);
-    let writer = tokio::spawn(async move {
-        while let Some(answer) = rx.recv().await {
-            if wr.write_all(&answer).await.is_err() {
-                return;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (tx, writer) = answer_writer(wr, IN_FLIGHT_MAX);
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
     let mut buf = vec![0u8; packet::MAX_LEN];

@@ -506,3 +506,37 @@ async fn radius11_access_challenge_round_trip() {
         vec![None, Some("invalid or expired challenge".into())]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radius10_requests_run_side_by_side() {
+    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    f.user("erin", "erin pw").await;
+    let d = f.dir.path();
+    write_certs(d);
+    let l = listen(&f, Radius11::Allow).await;
+    // Historic RadSec (no ALPN): one connection carries every user of a
+    // gateway, so a slow request (a first password check: argon2) must not
+    // hold up a Status-Server sent after it on the same connection.
+    let mut s = connect(d, l.port, &[], TLS13).await.unwrap();
+    let slow_auth = [0x11; 16];
+    let mut slow = Packet::new(code::ACCESS_REQUEST, 1, slow_auth);
+    slow.push(attr::USER_NAME, b"erin".to_vec());
+    slow.push(
+        attr::USER_PASSWORD,
+        packet::hide_password(b"wrong,123456", b"radsec", &slow_auth),
+    );
+    let mut burst = packet::encode_signed_request(slow, b"radsec").unwrap();
+    let fast_auth = [0x22; 16];
+    burst.extend(
+        packet::encode_signed_request(Packet::new(code::STATUS_SERVER, 2, fast_auth), b"radsec")
+            .unwrap(),
+    );
+    s.write_all(&burst).await.unwrap();
+    let first = read_packet(&mut s).await.unwrap();
+    assert_eq!(first[1], 2, "the Status-Server is answered first");
+    assert!(packet::verify_response(&first, &fast_auth, b"radsec"));
+    let second = read_packet(&mut s).await.unwrap();
+    assert_eq!((second[0], second[1]), (code::ACCESS_REJECT, 1));
+    assert!(packet::verify_response(&second, &slow_auth, b"radsec"));
+    assert_eq!(reasons(&f), vec![Some("wrong password".into())]);
+}
