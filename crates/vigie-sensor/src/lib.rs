@@ -48,7 +48,11 @@ pub use content::{header_of, shannon_entropy};
 pub use raw::bytes_to_string;
 
 /// Events handed over per batch at most (see [`EventSink::Batches`]).
-pub const BATCH_MAX: usize = 256;
+/// Each queued event is a few KB (its process with parent and ancestors),
+/// and up to ten batches are in flight between sensor, detection and writer:
+/// 256 put the agent's peak RSS over its 64 MB budget under a file storm;
+/// 64 keep the handover to a few thousand wake-ups a second.
+pub const BATCH_MAX: usize = 64;
 
 /// Where a sensor sends its events. Both are bounded channels: when the
 /// consumer falls behind, the kernel ring buffer fills and the loss is
