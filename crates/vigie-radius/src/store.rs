@@ -763,13 +763,14 @@ where
     // SQLite gets anonymous `?` parameters: binding a numbered one looks
     // its number up in a list, which made binding quadratic in the batch.
     // Either way the values are bound in the order they appear.
+    use std::fmt::Write as _;
     let mut n = 0;
-    let mut param = || {
+    let mut param = |sql: &mut String| {
         n += 1;
         if sqlite {
-            "?".to_string()
+            sql.push('?');
         } else {
-            format!("${n}")
+            let _ = write!(sql, "${n}");
         }
     };
     let mut sql = String::from(
@@ -777,22 +778,25 @@ where
              FROM (VALUES ",
     );
     for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
+        sql.push_str(if i > 0 { ", (" } else { "(" });
+        for c in 0..5 {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            param(&mut sql);
         }
-        let row: Vec<String> = (0..5).map(|_| param()).collect();
-        sql.push('(');
-        sql.push_str(&row.join(", "));
         sql.push(')');
     }
-    sql.push_str(&format!(
+    sql.push_str(
         ") AS v WHERE mfa_users.name = v.column1 AND mfa_users.last_step < v.column2 \
-             AND mfa_users.disabled = 0 AND mfa_users.locked_until <= {} \
-             AND mfa_users.totp_secret = v.column4 \
+             AND mfa_users.disabled = 0 AND mfa_users.locked_until <= ",
+    );
+    param(&mut sql);
+    sql.push_str(
+        " AND mfa_users.totp_secret = v.column4 \
              AND (v.column5 = '' OR mfa_users.password_hash = v.column5) \
              RETURNING mfa_users.name",
-        param()
-    ));
+    );
     let mut q = sqlx::query(&sql);
     for u in updates {
         q = q
