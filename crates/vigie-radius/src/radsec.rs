@@ -164,9 +164,9 @@ async fn read_packet<R: AsyncRead + Unpin>(
 /// Historic RADIUS/TLS: RADIUS packets with the shared secret "radsec".
 /// One connection often carries every user of a gateway (radsecproxy), so
 /// requests run side by side, as over UDP: a first login (argon2) or a slow
-/// directory must not hold up the others. Answers go out as they are ready;
-/// the client matches them to its requests by Identifier, as over UDP; there
-/// are 256 Identifiers, hence the bound. Duplicates are detected as over UDP (source,
+/// directory must not hold up the others. Answers go out as they are ready
+/// and the client matches them by Identifier (256 of them: the bound).
+/// Duplicates are found by `Server::handle_radsec`, as for UDP (source,
 /// Identifier, Request Authenticator).
 async fn serve_radius10<R, W>(server: Arc<Server>, mut rd: R, wr: W, peer: SocketAddr)
 where
