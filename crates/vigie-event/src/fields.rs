@@ -56,7 +56,9 @@ pub trait Fields {
     /// Which Sigma rules may look at this event.
     fn logsource(&self) -> LogSource;
 
-    /// Every string value of the event, for Sigma keyword searches.
+    /// The string values a Sigma keyword search looks at: every string of
+    /// a log record; of a typed event, what the event itself reports (see
+    /// the implementation for [`Event`]).
     fn visit_strings(&self, visit: &mut dyn FnMut(&str));
 }
 
@@ -207,7 +209,17 @@ impl Fields for Event {
             }
             return;
         }
-        if let Some(p) = self.process() {
+        // The acting process's strings only where the event brings them: an
+        // exec (or a failed one). Every later event of the process carries the
+        // same executable and command lines, so searching them again would
+        // raise the exec's keyword alert once more per file written or
+        // connection made, and keyword rules (SigmaHQ's `product: linux`
+        // ones reach every Linux event) cost more than half of the agent's
+        // CPU in a file storm (docs/vigie-agent.md).
+        if let Payload::Process(e) = &self.payload
+            && matches!(e.action, ProcessAction::Exec | ProcessAction::ExecFailed)
+        {
+            let p = &e.process;
             visit(&p.executable);
             visit(&p.command_line);
             if let Some(parent) = &p.parent {
@@ -237,7 +249,15 @@ impl Fields for Event {
                 visit(&r.response.action);
                 visit(&r.response.target);
             }
-            Payload::Process(_) | Payload::Network(_) | Payload::Log(_) => {}
+            Payload::Network(n) => {
+                for domain in [&n.destination.domain, &n.source.domain]
+                    .into_iter()
+                    .flatten()
+                {
+                    visit(domain);
+                }
+            }
+            Payload::Process(_) | Payload::Log(_) => {}
         }
     }
 }
