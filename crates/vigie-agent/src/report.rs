@@ -418,7 +418,7 @@ mod json_tests {
                 name: Some("root".into()),
                 ..User::default()
             }),
-            parent: Some(Box::new(ProcessSummary {
+            parent: Some(std::sync::Arc::new(ProcessSummary {
                 entity_id: "1-1".into(),
                 pid: 1,
                 name: "init".into(),
@@ -429,7 +429,8 @@ mod json_tests {
         sh.vigie.ancestors = vec![ProcessSummary {
             entity_id: "0-0".into(),
             ..ProcessSummary::default()
-        }];
+        }]
+        .into();
         let mut other_user = sh.clone();
         other_user.user.as_mut().unwrap().id = Some("1000".into());
         let mut no_user = sh.clone();

@@ -21,7 +21,7 @@ fn proc_(pid: u32, exe: &str, parent: (u32, &str)) -> Process {
         pid,
         name: exe.rsplit('/').next().unwrap().into(),
         executable: exe.into(),
-        parent: Some(Box::new(ProcessSummary {
+        parent: Some(std::sync::Arc::new(ProcessSummary {
             entity_id: format!("{}-50", parent.0),
             pid: parent.0,
             executable: parent.1.into(),

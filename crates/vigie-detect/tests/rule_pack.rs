@@ -46,7 +46,7 @@ fn exec(exe: &str, cmdline: &str, parent: &str, ppid: u32, secs: i64) -> Event {
                     name: Some("alice".into()),
                     domain: None,
                 }),
-                parent: Some(Box::new(ProcessSummary {
+                parent: Some(std::sync::Arc::new(ProcessSummary {
                     pid: ppid,
                     executable: parent.into(),
                     ..ProcessSummary::default()

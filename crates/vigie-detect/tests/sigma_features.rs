@@ -369,7 +369,7 @@ fn typed_linux_process_event() {
                     name: "bash".into(),
                     executable: exe.into(),
                     command_line: format!("{exe} -i"),
-                    parent: Some(Box::new(vigie_event::ProcessSummary {
+                    parent: Some(std::sync::Arc::new(vigie_event::ProcessSummary {
                         executable: parent.into(),
                         ..Default::default()
                     })),

@@ -3,6 +3,8 @@
 //! with serde as they are; what ECS has no field for lives under a `vigie`
 //! object inside the section.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -172,8 +174,10 @@ pub struct Process {
     pub real_user: Option<User>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Group>,
+    /// Shared (`Arc`): every event of a process carries the same parent,
+    /// which the sensor builds once instead of copying it into each event.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<ProcessSummary>>,
+    pub parent: Option<Arc<ProcessSummary>>,
     #[serde(skip_serializing_if = "ProcessExtra::is_empty")]
     pub vigie: ProcessExtra,
 }
@@ -215,8 +219,9 @@ pub struct ProcessExtra {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_signal: Option<i32>,
     /// Ancestors beyond the parent, nearest first (grand-parent, ...).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<ProcessSummary>,
+    /// Shared like `Process::parent`.
+    #[serde(skip_serializing_if = "no_ancestors")]
+    pub ancestors: Arc<[ProcessSummary]>,
 }
 
 impl ProcessExtra {
@@ -229,13 +234,17 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn no_ancestors(a: &Arc<[ProcessSummary]>) -> bool {
+    a.is_empty()
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
     pub id: u32,
 }
 
 /// A short description of a related process (parent, ancestor, ptrace target).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcessSummary {
     pub entity_id: String,

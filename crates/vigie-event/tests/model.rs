@@ -24,7 +24,7 @@ fn process() -> Process {
             name: Some("alice".into()),
             domain: None,
         }),
-        parent: Some(Box::new(ProcessSummary {
+        parent: Some(std::sync::Arc::new(ProcessSummary {
             entity_id: "1@1".into(),
             pid: 1,
             name: "sshd".into(),
@@ -317,6 +317,45 @@ fn log_records_are_read_as_they_are() {
     let mut strings = Vec::new();
     e.visit_strings(&mut |s| strings.push(s.to_string()));
     assert_eq!(strings, vec!["x", "y"]);
+}
+
+/// What a Sigma keyword search sees of a typed event: the process's strings
+/// at its exec only, then what each event adds.
+#[test]
+fn keyword_strings_are_what_the_event_brings() {
+    let strings = |payload: Payload| {
+        let mut out = Vec::new();
+        event(payload).visit_strings(&mut |s| out.push(s.to_string()));
+        out
+    };
+    let process_strings = [
+        "/usr/bin/bash",
+        "bash -c 'echo <script>'",
+        "/usr/sbin/sshd",
+        "sshd: alice",
+    ];
+    for payload in all_payloads() {
+        let kind = format!("{:?}", event(payload.clone()).logsource());
+        let seen = strings(payload.clone());
+        let execs = matches!(&payload, Payload::Process(p)
+            if matches!(p.action, ProcessAction::Exec | ProcessAction::ExecFailed));
+        for s in process_strings {
+            assert_eq!(
+                seen.iter().any(|x| x == s),
+                execs,
+                "{kind}: {s} in {seen:?}"
+            );
+        }
+        match &payload {
+            Payload::File(_) => assert_eq!(
+                seen,
+                ["/home/alice/report.docx.locked", "/home/alice/report.docx"]
+            ),
+            Payload::Network(_) => assert_eq!(seen, ["evil.example"]),
+            Payload::Dns(_) => assert_eq!(seen, ["evil.example"]),
+            _ => {}
+        }
+    }
 }
 
 #[test]

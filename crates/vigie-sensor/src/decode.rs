@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::sync::Arc;
 
 use vigie_event::{
     Dns, DnsAnswer, DnsEvent, DnsQuestion, Endpoint, Event, File, FileAction, FileEvent, Host,
@@ -159,14 +160,16 @@ impl Decoder {
         }
     }
 
-    fn attach_ancestry(&self, p: &mut Process, h: &Header) {
+    fn attach_ancestry(&mut self, p: &mut Process, h: &Header) {
         let pticks = self.clock.ticks(h.parent_start_boot_ns);
         let (parent, ancestors) = self.table.ancestry(h.ppid, Some(pticks));
-        p.parent = Some(Box::new(parent.unwrap_or_else(|| ProcessSummary {
-            entity_id: entity_id(h.ppid, pticks),
-            pid: h.ppid,
-            ..ProcessSummary::default()
-        })));
+        p.parent = Some(parent.unwrap_or_else(|| {
+            Arc::new(ProcessSummary {
+                entity_id: entity_id(h.ppid, pticks),
+                pid: h.ppid,
+                ..ProcessSummary::default()
+            })
+        }));
         p.vigie.ancestors = ancestors;
     }
 
@@ -339,7 +342,7 @@ impl Decoder {
             None => self.bare_process(h),
         };
         p.parent = None;
-        p.vigie.ancestors.clear();
+        p.vigie.ancestors = Default::default();
         self.apply_header(&mut p, h);
         self.table.insert(p.clone(), ticks, h.ppid);
         self.attach_ancestry(&mut p, h);

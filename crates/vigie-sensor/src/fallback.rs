@@ -304,10 +304,12 @@ pub(crate) fn start(
                         };
                         table.insert(p.clone(), ticks, ppid);
                         let (parent, ancestors) = table.ancestry(ppid, None);
-                        p.parent = Some(Box::new(parent.unwrap_or(ProcessSummary {
-                            pid: ppid,
-                            ..ProcessSummary::default()
-                        })));
+                        p.parent = Some(parent.unwrap_or_else(|| {
+                            Arc::new(ProcessSummary {
+                                pid: ppid,
+                                ..ProcessSummary::default()
+                            })
+                        }));
                         p.vigie.ancestors = ancestors;
                         Some((ProcessAction::Exec, p))
                     }

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -106,9 +107,17 @@ struct Entry {
     exited: bool,
 }
 
+/// A process's parent summary and ancestors, as events carry them.
+pub(crate) type Ancestry = (Option<Arc<ProcessSummary>>, Arc<[ProcessSummary]>);
+
 #[derive(Default)]
 pub(crate) struct ProcessTable {
     procs: HashMap<u32, Entry>,
+    /// [`ProcessTable::ancestry`] by parent pid, built once and shared by
+    /// every event of the parent's children until the table changes (any
+    /// insert or removal clears it): copying the chain into each event was
+    /// a fifth of the agent's CPU in a file storm.
+    ancestry: HashMap<u32, Ancestry>,
     evictions: VecDeque<(Instant, u32, u64)>,
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
@@ -160,6 +169,7 @@ impl ProcessTable {
 
     /// Reads every /proc/<pid> (processes started before the sensor).
     pub fn seed_from_proc(&mut self, clock: &Clock) {
+        self.forget_ancestry();
         let Ok(dir) = fs::read_dir("/proc") else {
             return;
         };
@@ -261,6 +271,7 @@ impl ProcessTable {
     }
 
     pub fn insert(&mut self, p: Process, start_ticks: u64, ppid: u32) {
+        self.forget_ancestry();
         self.procs.insert(
             p.pid,
             Entry {
@@ -278,7 +289,17 @@ impl ProcessTable {
     }
 
     pub fn remove(&mut self, pid: u32) {
+        self.forget_ancestry();
         self.procs.remove(&pid);
+    }
+
+    /// Drops the shared ancestry chains (the table changed). An exec storm
+    /// inserts thousands of processes a second: clearing an empty map must
+    /// cost nothing.
+    fn forget_ancestry(&mut self) {
+        if !self.ancestry.is_empty() {
+            self.ancestry.clear();
+        }
     }
 
     pub fn mark_exited(&mut self, pid: u32, start_ticks: u64) {
@@ -303,6 +324,7 @@ impl ProcessTable {
                 .get(&pid)
                 .is_some_and(|e| e.exited && e.start_ticks == ticks)
             {
+                self.forget_ancestry();
                 self.procs.remove(&pid);
             }
         }
@@ -310,21 +332,30 @@ impl ProcessTable {
 
     /// Parent summary (with its argv: `process.parent.args`) and ancestors
     /// (nearest first; their argv is in `command_line`) of a process.
-    pub fn ancestry(
-        &self,
-        ppid: u32,
-        parent_ticks: Option<u64>,
-    ) -> (Option<ProcessSummary>, Vec<ProcessSummary>) {
+    pub fn ancestry(&mut self, ppid: u32, parent_ticks: Option<u64>) -> Ancestry {
         let Some(parent) = self.procs.get(&ppid) else {
-            return (None, Vec::new());
+            return Default::default();
         };
         if parent_ticks.is_some_and(|t| t != parent.start_ticks) {
-            return (None, Vec::new());
+            return Default::default();
         }
-        let mut ancestors = Vec::new();
+        if let Some(known) = self.ancestry.get(&ppid) {
+            return known.clone();
+        }
+        // Walked twice, to allocate the chain once: growing it summary by
+        // summary was an eighth of the agent's CPU in a file storm.
+        let mut depth = 0;
+        let (mut cur, mut seen) = (parent.ppid, ppid);
+        while depth < MAX_ANCESTORS && cur != 0 && cur != seen {
+            let Some(e) = self.procs.get(&cur) else {
+                break;
+            };
+            depth += 1;
+            (seen, cur) = (cur, e.ppid);
+        }
+        let mut ancestors = Vec::with_capacity(depth);
         let mut cur = parent.ppid;
-        let mut seen = ppid;
-        while ancestors.len() < MAX_ANCESTORS && cur != 0 && cur != seen {
+        while ancestors.len() < depth {
             let Some(e) = self.procs.get(&cur) else {
                 break;
             };
@@ -345,10 +376,19 @@ impl ProcessTable {
                 start: p.start,
                 user: p.user.clone(),
             });
-            seen = cur;
             cur = e.ppid;
         }
-        (Some(ProcessSummary::from(&parent.process)), ancestors)
+        let built: Ancestry = (
+            Some(Arc::new(ProcessSummary::from(&parent.process))),
+            ancestors.into(),
+        );
+        // Bounded: the table is cleared on every insert and removal, so
+        // this only fills while nothing starts or ends.
+        if self.ancestry.len() >= 4096 {
+            self.ancestry.clear();
+        }
+        self.ancestry.insert(ppid, built.clone());
+        built
     }
 }
 
@@ -504,5 +544,39 @@ mod tests {
         assert!(long.starts_with(&a.command_line), "cut, not altered");
         assert!(a.command_line.len() > ANCESTOR_CMDLINE_MAX - 4);
         assert_eq!(ancestors[1].command_line, "/sbin/init");
+    }
+
+    /// Children of one parent share its chain until the table changes; an
+    /// exec of an ancestor or its eviction is seen by the next event.
+    #[test]
+    fn shared_ancestry_follows_the_table() {
+        let mut t = ProcessTable::default();
+        t.insert(proc(1, "/sbin/init"), 1, 0);
+        t.insert(proc(10, "sshd"), 1, 1);
+        t.insert(proc(20, "bash -i"), 1, 10);
+        let first = t.ancestry(20, Some(1));
+        let again = t.ancestry(20, Some(1));
+        assert!(Arc::ptr_eq(&first.1, &again.1), "built once, then shared");
+        assert!(Arc::ptr_eq(
+            first.0.as_ref().unwrap(),
+            again.0.as_ref().unwrap()
+        ));
+        // The grand-parent execs something else.
+        t.insert(proc(10, "sshd: alice [priv]"), 1, 1);
+        let (_, ancestors) = t.ancestry(20, Some(1));
+        assert_eq!(ancestors[0].command_line, "sshd: alice [priv]");
+        // The parent execs.
+        t.insert(proc(20, "vim notes"), 1, 10);
+        let (parent, _) = t.ancestry(20, Some(1));
+        assert_eq!(parent.unwrap().command_line, "vim notes");
+        // The grand-parent exits and is evicted.
+        t.mark_exited(10, 1);
+        t.evictions.iter_mut().for_each(|e| e.0 = Instant::now());
+        t.evict_expired();
+        let (parent, ancestors) = t.ancestry(20, Some(1));
+        assert!(parent.is_some());
+        assert!(ancestors.is_empty(), "{ancestors:?}");
+        // Another start time of the same pid is not this parent.
+        assert_eq!(t.ancestry(20, Some(2)), Default::default());
     }
 }

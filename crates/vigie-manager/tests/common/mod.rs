@@ -201,7 +201,7 @@ pub fn exec_event(host: &str, n: u64) -> Event {
         executable: "/usr/bin/curl".into(),
         command_line: format!("curl http://evil.example/{n}"),
         args: vec!["curl".into(), format!("http://evil.example/{n}")],
-        parent: Some(Box::new(parent)),
+        parent: Some(std::sync::Arc::new(parent)),
         ..Default::default()
     };
     Event::new(
