@@ -214,7 +214,7 @@ impl Fields for Event {
         // same executable and command lines, so searching them again would
         // raise the exec's keyword alert once more per file written or
         // connection made, and keyword rules (SigmaHQ's `product: linux`
-        // ones reach every Linux event) cost more than half of the agent's
+        // ones reach every Linux event) were about two fifths of the agent's
         // CPU in a file storm (docs/vigie-agent.md).
         if let Payload::Process(e) = &self.payload
             && matches!(e.action, ProcessAction::Exec | ProcessAction::ExecFailed)

@@ -342,20 +342,9 @@ impl ProcessTable {
         if let Some(known) = self.ancestry.get(&ppid) {
             return known.clone();
         }
-        // Walked twice, to allocate the chain once: growing it summary by
-        // summary was an eighth of the agent's CPU in a file storm.
-        let mut depth = 0;
+        let mut ancestors = Vec::new();
         let (mut cur, mut seen) = (parent.ppid, ppid);
-        while depth < MAX_ANCESTORS && cur != 0 && cur != seen {
-            let Some(e) = self.procs.get(&cur) else {
-                break;
-            };
-            depth += 1;
-            (seen, cur) = (cur, e.ppid);
-        }
-        let mut ancestors = Vec::with_capacity(depth);
-        let mut cur = parent.ppid;
-        while ancestors.len() < depth {
+        while ancestors.len() < MAX_ANCESTORS && cur != 0 && cur != seen {
             let Some(e) = self.procs.get(&cur) else {
                 break;
             };
@@ -376,7 +365,7 @@ impl ProcessTable {
                 start: p.start,
                 user: p.user.clone(),
             });
-            cur = e.ppid;
+            (seen, cur) = (cur, e.ppid);
         }
         let built: Ancestry = (
             Some(Arc::new(ProcessSummary::from(&parent.process))),
