@@ -136,18 +136,17 @@ fn load<'a>(
     links.push(skel.progs.handle_fork.attach().context("attach fork")?);
     links.push(skel.progs.handle_exit.attach().context("attach exit")?);
     let mut missing = Vec::new();
+    // Exit only: the program reads the arguments from the registers the
+    // task entered with (vigie.bpf.c, syscall_args).
     for s in &specs {
-        for (prog, dir) in [
-            (&skel.progs.handle_sys_enter, "enter"),
-            (&skel.progs.handle_sys_exit, "exit"),
-        ] {
-            match prog.attach_tracepoint(
-                TracepointCategory::Syscalls,
-                format!("sys_{dir}_{}", s.name),
-            ) {
-                Ok(l) => links.push(l),
-                Err(_) => missing.push(format!("sys_{dir}_{}", s.name)),
-            }
+        let tp = format!("sys_exit_{}", s.name);
+        match skel
+            .progs
+            .handle_sys_exit
+            .attach_tracepoint(TracepointCategory::Syscalls, &tp)
+        {
+            Ok(l) => links.push(l),
+            Err(_) => missing.push(tp),
         }
     }
     if cfg.file_events {

@@ -3,9 +3,10 @@
 //!
 //! * eBPF programs in C (`src/bpf/vigie.bpf.c`, CO-RE against the committed
 //!   `vmlinux.h`) on tracepoints: `sched_process_exec/fork/exit`, and the
-//!   `sys_enter_*`/`sys_exit_*` tracepoints of the file, network, DNS,
-//!   credential, ptrace and kernel-integrity syscalls, with one ring buffer
-//!   to user space and per-kind loss counters reported as health events.
+//!   `sys_exit_*` tracepoints of the file, network, DNS, credential, ptrace
+//!   and kernel-integrity syscalls (arguments read from the registers saved
+//!   at entry), with one ring buffer to user space and per-kind loss
+//!   counters reported as health events.
 //! * A process table (seeded from /proc) gives every event its parent and
 //!   ancestors; executables are hashed (SHA-256) in user space, cached by
 //!   (device, inode, mtime, size).

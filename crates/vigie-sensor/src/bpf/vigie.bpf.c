@@ -9,9 +9,11 @@
 // in-kernel formatting).
 //
 // Syscalls are handled generically: one program is attached to each
-// sys_enter_<name> / sys_exit_<name> tracepoint of interest, and a table
-// (sc_specs, filled by user space, indexed by syscall number) says which
-// arguments are paths, fds, sockets or buffers to copy.
+// sys_exit_<name> tracepoint of interest, and a table (sc_specs, filled by
+// user space, indexed by syscall number) says which arguments are paths,
+// fds, sockets or buffers to copy. The arguments are read at exit from the
+// registers the task entered with (see syscall_args), so no program runs
+// at sys_enter.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -121,9 +123,10 @@ struct sc_spec {
 	u64 flags_mask;
 };
 
+/* A syscall's number and arguments, as the task entered it. */
 struct pending {
 	u32 nr;
-	u32 busy;	/* set at sys_enter, cleared at sys_exit */
+	u32 pad;
 	u64 args[6];
 };
 
@@ -179,17 +182,6 @@ struct {
 	__type(key, u32);
 	__type(value, struct sc_spec);
 } sc_specs SEC(".maps");
-
-/* The syscall a task is in, from sys_enter to sys_exit. Task storage: a
- * slot in the task itself, found without hashing, written in place, freed
- * with the task (the LRU hash it replaces cost an update at every enter and
- * a delete at every exit). */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct pending);
-} pendings SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -699,49 +691,21 @@ static __always_inline u64 nth_arg(struct pending *p, u8 idx)
 	}
 }
 
-SEC("tracepoint/syscalls/sys_enter_generic")
-int handle_sys_enter(struct trace_event_raw_sys_enter *ctx)
+/* The arguments of the syscall the task is leaving. The registers saved
+ * at entry (pt_regs) are only written back at the return to user space,
+ * after sys_exit: reading them there replaces a sys_enter program that
+ * saved the arguments for sys_exit (its run, its tracepoint and a task
+ * storage slot per syscall were a quarter of the eBPF cost of a file
+ * storm). x86-64: the fourth argument travels in r10, not rcx. */
+static __always_inline void syscall_args(struct task_struct *task, struct pending *p)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	/* The agent's own syscalls (its content-sampling opens, its output)
-	 * before any other work: they were half the runs under a file storm. */
-	struct config *c = get_cfg();
-	if (c && c->ignore_self && (u32)(id >> 32) == c->self_tgid)
-		return 0;
-	u32 nr = ctx->id;
-	struct sc_spec *sp = bpf_map_lookup_elem(&sc_specs, &nr);
-	if (!sp || !sp->enabled)
-		return 0;
-	/* ctx may only be read at constant offsets: copy the arguments (with
-	 * six plain loads instead, no file event came through). */
-	struct pending p = { .nr = nr, .busy = 1 };
-	bpf_probe_read_kernel(&p.args, sizeof(p.args), &ctx->args[0]);
-	if (sp->eq_arg && sp->eq_arg <= 6) {
-		u64 v = nth_arg(&p, sp->eq_arg);
-		if (v != sp->eq_val[0] && v != sp->eq_val[1])
-			return 0;
-	}
-	if (sp->flags_arg && sp->flags_arg <= 6) {
-		u64 v = nth_arg(&p, sp->flags_arg);
-		if (!(v & sp->flags_mask))
-			return 0;
-	}
-	if (is_muted(id >> 32))
-		return 0;
-	/* Other namespaces' syscalls never take a pending slot, a write
-	 * session or a ring-buffer record. */
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (out_of_scope(c, task))
-		return 0;
-	struct pending *slot = bpf_task_storage_get(&pendings, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!slot) {
-		/* No memory for the slot (or a nested probe holds the storage
-		 * lock): the event is lost, and counted as such. */
-		count_lost(EV_SYSCALL);
-		return 0;
-	}
-	*slot = p;
-	return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	p->args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	p->args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	p->args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	p->args[5] = PT_REGS_PARM6_SYSCALL(regs);
 }
 
 static __always_inline u64 arg_or_ret(struct pending *p, s64 ret, u8 idx)
@@ -786,29 +750,44 @@ SEC("tracepoint/syscalls/sys_exit_generic")
 int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pending *pp = bpf_task_storage_get(&pendings, task, 0, 0);
-	if (!pp || !pp->busy)
+	/* The agent's own syscalls (its content-sampling opens, its output)
+	 * before any other work. */
+	struct config *c = get_cfg();
+	if (!c || (c->ignore_self && (u32)(id >> 32) == c->self_tgid))
 		return 0;
-	struct pending p = *pp;
-	pp->busy = 0;
-	/* A slot left by a syscall whose exit was not seen (probes attached
-	 * in between) belongs to no other syscall. */
-	if (p.nr != (u32)ctx->id)
-		return 0;
-	u32 nr = p.nr;
+	u32 nr = ctx->id;
 	struct sc_spec *sp = bpf_map_lookup_elem(&sc_specs, &nr);
-	if (!sp)
+	if (!sp || !sp->enabled)
 		return 0;
+	/* Outcome filters first: a successful execve has replaced the
+	 * registers its arguments were in (failure_only keeps only failed
+	 * ones, whose registers are the caller's). */
 	s64 ret = ctx->ret;
 	if (sp->success_only && ret < 0 && ret != -115 /* EINPROGRESS */)
 		return 0;
 	if (sp->failure_only && ret >= 0)
 		return 0;
-
-	struct config *c = get_cfg();
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending p = { .nr = nr };
+	syscall_args(task, &p);
+	if (sp->eq_arg && sp->eq_arg <= 6) {
+		u64 v = nth_arg(&p, sp->eq_arg);
+		if (v != sp->eq_val[0] && v != sp->eq_val[1])
+			return 0;
+	}
+	if (sp->flags_arg && sp->flags_arg <= 6) {
+		u64 v = nth_arg(&p, sp->flags_arg);
+		if (!(v & sp->flags_mask))
+			return 0;
+	}
+	if (is_muted(id >> 32))
+		return 0;
+	/* Other namespaces' syscalls never take a write session or a
+	 * ring-buffer record. */
+	if (out_of_scope(c, task))
+		return 0;
 	u8 *buf = get_scratch();
-	if (!buf || !c)
+	if (!buf)
 		return 0;
 	struct ev_hdr *h = (struct ev_hdr *)buf;
 
