@@ -89,6 +89,66 @@ fn relative_paths_are_made_absolute() {
         .expect("delete with absolute path");
 }
 
+/// The probes read a syscall's arguments at exit from the registers the
+/// task entered with: renameat2 has its new path in the fourth (r10, not
+/// rcx on x86-64) and both directories as descriptors; a failed execve
+/// leaves its registers as the caller set them.
+#[test]
+fn arguments_come_from_the_entry_registers() {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use vigie_event::ProcessAction;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(dir.path()).unwrap();
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    std::fs::create_dir(&src).unwrap();
+    std::fs::create_dir(&dst).unwrap();
+    std::fs::write(src.join("ledger.csv"), b"a;b\n").unwrap();
+    let mut h = Harness::start(common::cfg());
+    let (sfd, dfd) = (
+        std::fs::File::open(&src).unwrap(),
+        std::fs::File::open(&dst).unwrap(),
+    );
+    let (old, new) = (
+        CString::new("ledger.csv").unwrap(),
+        CString::new("ledger.csv.enc").unwrap(),
+    );
+    // SAFETY: valid descriptors and NUL-terminated names that outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            sfd.as_raw_fd(),
+            old.as_ptr(),
+            dfd.as_raw_fd(),
+            new.as_ptr(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "renameat2: {}", std::io::Error::last_os_error());
+    let want = dst.join("ledger.csv.enc");
+    let r =
+        file_event(&mut h, FileAction::Rename, want.to_str().unwrap()).expect("renameat2 event");
+    assert_eq!(
+        r.file.vigie.original_path.as_deref(),
+        Some(src.join("ledger.csv").to_str().unwrap())
+    );
+
+    let missing = dir.join("no-such-program");
+    let err = std::process::Command::new(&missing).status().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let missing = missing.to_str().unwrap();
+    let ev = h
+        .wait_for(T, |e| {
+            matches!(&e.payload, Payload::Process(p) if p.action == ProcessAction::ExecFailed && p.process.executable == missing)
+        })
+        .expect("failed exec event");
+    let Payload::Process(p) = &ev.payload else {
+        unreachable!()
+    };
+    assert_eq!(p.error, Some(libc::ENOENT));
+}
+
 #[test]
 fn tcp_connect_accept_listen_on_loopback() {
     let mut h = Harness::start(common::cfg());
