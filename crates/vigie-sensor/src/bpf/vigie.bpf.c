@@ -123,10 +123,8 @@ struct sc_spec {
 	u64 flags_mask;
 };
 
-/* A syscall's number and arguments, as the task entered it. */
-struct pending {
-	u32 nr;
-	u32 pad;
+/* A syscall's arguments, as the task entered it. */
+struct sc_args {
 	u64 args[6];
 };
 
@@ -678,7 +676,7 @@ int handle_close(struct trace_event_raw_sys_enter *ctx)
 // Generic syscalls
 
 /* Argument idx (1-based); a switch keeps every stack access constant. */
-static __always_inline u64 nth_arg(struct pending *p, u8 idx)
+static __always_inline u64 nth_arg(struct sc_args *p, u8 idx)
 {
 	switch (idx) {
 	case 1: return p->args[0];
@@ -697,7 +695,7 @@ static __always_inline u64 nth_arg(struct pending *p, u8 idx)
  * saved the arguments for sys_exit (its run and a task storage slot per
  * syscall: a sixth of the eBPF time of a file storm, 600 -> 495 ms, plus
  * its tracepoint). x86-64: the fourth argument travels in r10, not rcx. */
-static __always_inline void syscall_args(struct task_struct *task, struct pending *p)
+static __always_inline void syscall_args(struct task_struct *task, struct sc_args *p)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
@@ -708,7 +706,7 @@ static __always_inline void syscall_args(struct task_struct *task, struct pendin
 	p->args[5] = PT_REGS_PARM6_SYSCALL(regs);
 }
 
-static __always_inline u64 arg_or_ret(struct pending *p, s64 ret, u8 idx)
+static __always_inline u64 arg_or_ret(struct sc_args *p, s64 ret, u8 idx)
 {
 	if (idx == 7)
 		return ret;
@@ -768,7 +766,7 @@ int handle_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	if (sp->failure_only && ret >= 0)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct pending p = { .nr = nr };
+	struct sc_args p = {};
 	syscall_args(task, &p);
 	if (sp->eq_arg && sp->eq_arg <= 6) {
 		u64 v = nth_arg(&p, sp->eq_arg);
