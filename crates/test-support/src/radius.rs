@@ -12,8 +12,30 @@ use std::time::{Duration, Instant};
 /// ("auth", "acct", "status") with one try and a 1 s timeout; returns
 /// radclient's stdout and stderr. A radclient that outlives 10 s is killed.
 pub fn radclient(addr: SocketAddr, kind: &str, secret: &str, attrs: &str) -> String {
+    radclient_with_timeout(addr, kind, secret, attrs, 1)
+}
+
+/// [`radclient`] with a timeout of `seconds` (e.g. for a server that delays
+/// its rejects).
+pub fn radclient_with_timeout(
+    addr: SocketAddr,
+    kind: &str,
+    secret: &str,
+    attrs: &str,
+    seconds: u32,
+) -> String {
+    let timeout = seconds.to_string();
     let mut child = Command::new("radclient")
-        .args(["-x", "-t", "1", "-r", "1", &addr.to_string(), kind, secret])
+        .args([
+            "-x",
+            "-t",
+            &timeout,
+            "-r",
+            "1",
+            &addr.to_string(),
+            kind,
+            secret,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -24,7 +46,7 @@ pub fn radclient(addr: SocketAddr, kind: &str, secret: &str, attrs: &str) -> Str
         stdin.write_all(attrs.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10 + u64::from(seconds));
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -26,6 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use vigie_event::{Event, Level};
+use vigie_radius::alert_log::AlertLog;
 use vigie_radius::{EventSink, Lockout, PasswordBackend, Server};
 
 use crate::Core;
@@ -61,6 +62,8 @@ pub struct RadiusConfig {
     pub ldap: Option<vigie_radius::ldap::LdapConfig>,
     /// Capacity of the event queue (see [`QUEUE`]).
     pub queue: usize,
+    /// See [`vigie_radius::Config::reject_delay`].
+    pub reject_delay: std::time::Duration,
 }
 
 impl Default for RadiusConfig {
@@ -70,6 +73,7 @@ impl Default for RadiusConfig {
             radsec: None,
             ldap: None,
             queue: QUEUE,
+            reject_delay: vigie_radius::DEFAULT_REJECT_DELAY,
         }
     }
 }
@@ -265,7 +269,10 @@ pub(crate) async fn start(
         engine
     })
     .await?;
-    let mut rcfg = vigie_radius::Config::default();
+    let mut rcfg = vigie_radius::Config {
+        reject_delay: cfg.reject_delay,
+        ..vigie_radius::Config::default()
+    };
     let hostname = rcfg.host.clone();
     rcfg.host = format!("{hostname} VPN (RADIUS)");
     let service_hostname = rcfg.host.clone();
@@ -363,9 +370,15 @@ async fn writer(
     mut routing: Routing,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut log = AlertLog::new("VPN alert", vigie_radius::alert_log::WINDOW);
     loop {
         let first = tokio::select! {
-            n = rx.recv() => match n { Some(n) => n, None => return },
+            n = rx.recv() => match n { Some(n) => n, None => { log.flush_all(); return } },
+            // Idle: log the counts of alert windows that ended.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                log.flush_due(Instant::now());
+                continue;
+            }
             _ = stop.changed() => {
                 // Store what is already queued, then stop.
                 rx.close();
@@ -375,8 +388,9 @@ async fn writer(
                 }
                 while !rest.is_empty() {
                     let chunk: Vec<Note> = rest.drain(..rest.len().min(BATCH)).collect();
-                    store_notes(&core, &mut engine, &mut routing, chunk).await;
+                    store_notes(&core, &mut engine, &mut log, &mut routing, chunk).await;
                 }
+                log.flush_all();
                 return;
             }
         };
@@ -387,16 +401,19 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        store_notes(&core, &mut engine, &mut routing, notes).await;
+        store_notes(&core, &mut engine, &mut log, &mut routing, notes).await;
+        log.flush_due(Instant::now());
     }
 }
 
 async fn store_notes(
     core: &Core,
     engine: &mut vigie_detect::Engine,
+    log: &mut AlertLog,
     routing: &mut Routing,
     notes: Vec<Note>,
 ) {
+    let now = Instant::now();
     let mut batches: std::collections::BTreeMap<String, IngestBatch> = Default::default();
     for note in notes {
         let nas = match &note {
@@ -424,7 +441,7 @@ async fn store_notes(
                     if alert.level() <= Level::Informational {
                         continue;
                     }
-                    tracing::warn!(rule = %alert.rule.name, "VPN alert");
+                    log.alert(&alert, now);
                     match crate::grpc::alert_row(&alert) {
                         Ok(row) => batch.alerts.push(row),
                         Err(e) => tracing::error!(error = %e, "serialising an alert failed"),

@@ -91,6 +91,8 @@ fn alert_names(body: &Value) -> Vec<String> {
 async fn vpn_attacks_reach_the_api(db: Db) {
     let mut m = start_manager_with(&db, |c| {
         c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+        // Rejects at once (the delay has its own test in vigie-radius).
+        c.radius.reject_delay = std::time::Duration::ZERO;
     })
     .await;
     let mut users = vec![("victim", "victim pw"), ("alice", "alice pw")];
@@ -270,6 +272,8 @@ async fn two_managers_record_each_request_once() {
     let db = Db::Postgres(pg);
     let listen = |c: &mut vigie_manager::Config| {
         c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+        // Rejects at once (the delay has its own test in vigie-radius).
+        c.radius.reject_delay = std::time::Duration::ZERO;
     };
     let m1 = start_manager_with(&db, listen).await;
     let (addr1, secrets) = setup(&m1, &[("alice", "alice pw")]).await;
@@ -333,6 +337,8 @@ async fn two_managers_record_each_request_once() {
 async fn nas_client_organisation_owns_its_logins() {
     let m = start_manager_with(&Db::Sqlite, |c| {
         c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+        // Rejects at once (the delay has its own test in vigie-radius).
+        c.radius.reject_delay = std::time::Duration::ZERO;
     })
     .await;
     let (addr, _) = setup(&m, &[("bob", "bob pw")]).await;
@@ -366,6 +372,8 @@ async fn nas_client_organisation_owns_its_logins() {
 async fn queued_logins_are_stored_at_shutdown() {
     let mut m = start_manager_with(&Db::Sqlite, |c| {
         c.radius.mode = Mode::Listen(vec!["127.0.0.1:0".parse().unwrap()]);
+        // Rejects at once (the delay has its own test in vigie-radius).
+        c.radius.reject_delay = std::time::Duration::ZERO;
     })
     .await;
     let (addr, _) = setup(&m, &[("carol", "carol pw")]).await;

@@ -10,8 +10,11 @@
 //!   (RFC 9765) for RadSec clients that negotiate it by ALPN.
 //! * [`server`]: [`Server`], the RADIUS service; every attempt becomes a
 //!   `vigie_event::Event` handed to an [`EventSink`].
+//! * [`alert_log`]: alerts in the log, the first of each rule then a count
+//!   per minute (the alert output keeps every one).
 
 pub mod admin;
+pub mod alert_log;
 pub mod cli;
 pub mod credcache;
 pub mod crypto;
@@ -25,5 +28,7 @@ pub mod store;
 pub mod totp;
 
 pub use crypto::MasterKey;
-pub use server::{Config, EventSink, Lockout, PasswordBackend, Server};
+pub use server::{
+    Config, DEFAULT_REJECT_DELAY, EventSink, Lockout, MAX_REJECT_DELAY, PasswordBackend, Server,
+};
 pub use store::{CodeTransport, Store};

@@ -104,7 +104,20 @@ pub struct Config {
     /// argon2 checks running at once, on the blocking pool (each takes
     /// ~19 MiB and a core for a few ms; the UDP loop never waits on them).
     pub hash_workers: usize,
+    /// An Access-Reject leaves this long after its request arrived (or when
+    /// it is decided, if that takes longer), like FreeRADIUS's
+    /// `reject_delay`: guessing slows down, and every reject takes the same
+    /// time whatever failed (unknown user, wrong password, wrong code), so
+    /// its timing tells nothing. Zero sends rejects at once.
+    pub reject_delay: Duration,
 }
+
+/// FreeRADIUS's default `reject_delay` too.
+pub const DEFAULT_REJECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Longest `reject_delay` accepted: a NAS retransmits after a few seconds,
+/// and a delay past its timeout turns every reject into a retry.
+pub const MAX_REJECT_DELAY: Duration = Duration::from_secs(10);
 
 impl Default for Config {
     fn default() -> Self {
@@ -119,6 +132,7 @@ impl Default for Config {
                 .unwrap_or_else(|_| "localhost".into()),
             credential_cache_ttl: Duration::from_secs(8 * 3600),
             hash_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            reject_delay: DEFAULT_REJECT_DELAY,
         }
     }
 }
@@ -338,6 +352,7 @@ impl Server {
     /// only unique per connection): see [`crate::radsec`].
     pub async fn handle_radius11(&self, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
         let client = self.radsec_client(src, true)?;
+        let arrived = Instant::now();
         let pkt = match crate::radius11::decode(raw) {
             Ok(p) => p,
             Err(e) => {
@@ -345,7 +360,7 @@ impl Server {
                 return None;
             }
         };
-        self.handle_packet(raw, &pkt, &client, src).await
+        self.handle_packet(raw, &pkt, &client, src, arrived).await
     }
 
     fn radsec_client(&self, src: SocketAddr, radius11: bool) -> Option<Client> {
@@ -365,6 +380,7 @@ impl Server {
     }
 
     async fn handle_for(&self, raw: &[u8], src: SocketAddr, client: &Client) -> Option<Vec<u8>> {
+        let arrived = Instant::now();
         let pkt = match Packet::decode(raw) {
             Ok(p) => p,
             Err(e) => {
@@ -373,7 +389,9 @@ impl Server {
             }
         };
         // RFC 5080 §2.2.2: a retransmission gets the same answer, and is not
-        // processed twice (that would count a failure twice or burn a code).
+        // processed twice (that would count a failure twice or burn a code);
+        // one that arrives while its request is in progress (e.g. a reject
+        // being delayed) is dropped: the answer is on its way.
         let key = (src, pkt.identifier, pkt.authenticator);
         let seen = {
             let mut d = self.duplicates.lock().expect("dup lock");
@@ -391,7 +409,7 @@ impl Server {
                 }
             }
         };
-        let answer = self.handle_packet(raw, &pkt, client, src).await;
+        let answer = self.handle_packet(raw, &pkt, client, src, arrived).await;
         let mut d = self.duplicates.lock().expect("dup lock");
         // Kept under the time it was first seen: the window counts from there.
         match &answer {
@@ -414,6 +432,7 @@ impl Server {
         pkt: &Packet,
         client: &Client,
         src: SocketAddr,
+        arrived: Instant,
     ) -> Option<Vec<u8>> {
         // RADIUS/1.1: TLS authenticates every packet; Message-Authenticator
         // was already discarded by the decoder (RFC 9765 §5.2).
@@ -445,7 +464,7 @@ impl Server {
                 let resp = if pkt.code == code::STATUS_SERVER {
                     Packet::new(code::ACCESS_ACCEPT, pkt.identifier, [0; 16])
                 } else {
-                    self.access_request(pkt, client, src).await
+                    self.access_request(pkt, client, src, arrived).await
                 };
                 self.finish(resp, pkt, client)
             }
@@ -490,7 +509,13 @@ impl Server {
         }
     }
 
-    async fn access_request(&self, pkt: &Packet, client: &Client, src: SocketAddr) -> Packet {
+    async fn access_request(
+        &self,
+        pkt: &Packet,
+        client: &Client,
+        src: SocketAddr,
+        arrived: Instant,
+    ) -> Packet {
         let user = pkt.get_str(attr::USER_NAME).unwrap_or_default();
         let calling = pkt.get_str(attr::CALLING_STATION_ID);
         let decision = self.decide(pkt, client, &user, calling.as_deref()).await;
@@ -524,6 +549,11 @@ impl Server {
             }
         };
         self.emit(pkt, client, src, &user, calling, outcome, reason, step);
+        if outcome == Outcome::Failure {
+            // Counted and reported already; only the answer waits (its own
+            // task: other requests go on meanwhile).
+            tokio::time::sleep_until((arrived + self.cfg.reject_delay).into()).await;
+        }
         resp
     }
 

@@ -27,6 +27,8 @@ pub struct Options {
     /// Rule folder; `None`: the pack next to the binary or installed.
     pub rules: Option<PathBuf>,
     pub ldap: Option<crate::ldap::LdapConfig>,
+    /// See [`Config::reject_delay`].
+    pub reject_delay: std::time::Duration,
 }
 
 /// Where the rule pack is when `--rules` is not given: `rules/` of a source
@@ -124,10 +126,21 @@ pub fn event_loop(
     mut alerts: Option<Box<dyn Write + Send>>,
     mut engine: vigie_detect::Engine,
 ) {
-    // Blocks while idle; once woken, takes what arrived meanwhile (up to a
+    let mut log = crate::alert_log::AlertLog::new("alert", crate::alert_log::WINDOW);
+    // Blocks while idle (waking once a second to log the counts of alert
+    // windows that ended); once woken, takes what arrived meanwhile (up to a
     // bound, so that a steady stream still gets flushed), and flushes once
     // for all of it: a write per event was a system call per login.
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(ev) => ev,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                log.flush_due(std::time::Instant::now());
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let now = std::time::Instant::now();
         for ev in std::iter::once(first).chain(rx.try_iter().take(EVENT_BATCH - 1)) {
             if let Some(w) = events.as_mut() {
                 match serde_json::to_string(&ev) {
@@ -138,7 +151,7 @@ pub fn event_loop(
                 }
             }
             for alert in engine.process(&ev) {
-                tracing::warn!(rule = %alert.rule.name, "alert");
+                log.alert(&alert, now);
                 if let Some(w) = alerts.as_mut()
                     && let Ok(line) = serde_json::to_string(&alert)
                 {
@@ -149,7 +162,9 @@ pub fn event_loop(
         for w in [events.as_mut(), alerts.as_mut()].into_iter().flatten() {
             let _ = w.flush();
         }
+        log.flush_due(now);
     }
+    log.flush_all();
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
@@ -183,7 +198,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         let ldap: Option<Arc<dyn PasswordBackend>> = opts
             .ldap
             .map(|c| Arc::new(crate::ldap::Ldap::new(c)) as Arc<dyn PasswordBackend>);
-        let server = Server::new(store, key, Arc::new(sink), ldap, Config::default()).await?;
+        let cfg = Config {
+            reject_delay: opts.reject_delay,
+            ..Config::default()
+        };
+        let server = Server::new(store, key, Arc::new(sink), ldap, cfg).await?;
         let n = server.reload_clients().await?;
         if n == 0 {
             tracing::warn!("no NAS client registered: add one with `vigie mfa client add`");

@@ -6,9 +6,9 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
+use vigie_radius::CodeTransport;
 use vigie_radius::packet::{Attribute, Packet, attr, code};
 use vigie_radius::radius11::{self, decode, encode, token, user_password};
-use vigie_radius::{CodeTransport, Config};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
@@ -68,7 +68,7 @@ fn server_survives_any_radius11_input() {
         .build()
         .unwrap();
     let f = rt.block_on(async {
-        let f = fixture(CodeTransport::Append, true, Config::default()).await;
+        let f = fixture(CodeTransport::Append, true, common::config()).await;
         f.user("carol", "carol pw").await;
         f
     });

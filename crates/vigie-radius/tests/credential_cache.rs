@@ -7,20 +7,13 @@
 mod common;
 use common::*;
 use std::time::{Duration, Instant};
-use vigie_radius::packet::{self, Packet, attr, code};
+use vigie_radius::packet::{self, code};
 use vigie_radius::store::LockoutPolicy;
 use vigie_radius::{CodeTransport, Config};
 
 /// One Access-Request; returns the answer's code and the time it took.
 async fn login(f: &Fixture, user: &str, field: &str) -> (u8, Duration) {
-    let auth: [u8; 16] = vigie_radius::crypto::random_bytes();
-    let mut p = Packet::new(code::ACCESS_REQUEST, auth[0], auth);
-    p.push(attr::USER_NAME, user.as_bytes().to_vec());
-    p.push(
-        attr::USER_PASSWORD,
-        packet::hide_password(field.as_bytes(), SECRET.as_bytes(), &auth),
-    );
-    let raw = packet::encode_signed_request(p, SECRET.as_bytes()).unwrap();
+    let (raw, auth) = signed_request(user, field);
     let t = Instant::now();
     let resp = f
         .server
@@ -39,7 +32,7 @@ async fn cached_password_is_fast_but_its_rejects_are_not() {
             max_failures: 100,
             ..LockoutPolicy::default()
         },
-        ..Config::default()
+        ..common::config()
     };
     let f = fixture(CodeTransport::Append, true, cfg).await;
     let b32 = f.user("alice", "alice pw").await;

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use vigie_event::{Event, Payload};
-use vigie_radius::{CodeTransport, Config};
+use vigie_radius::CodeTransport;
 
 fn req(user: &str, password: &str, from: &str) -> String {
     format!(
@@ -70,7 +70,7 @@ fn through_the_event_thread(events: &[Event]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brute_force_spraying_and_friends_raise_alerts() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     let victim = f.user("victim", "victim pw").await;
     let carol = f.user("carol", "carol pw").await;
     for u in ["u1", "u2", "u3", "u4", "u5"] {

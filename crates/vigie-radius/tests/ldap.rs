@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use test_support::free_port;
 use vigie_radius::ldap::{Ldap, LdapConfig};
-use vigie_radius::{CodeTransport, Config, admin};
+use vigie_radius::{CodeTransport, admin};
 
 /// A private slapd on a loopback port, killed on drop (before its folder goes).
 struct Slapd {
@@ -119,7 +119,7 @@ async fn ldap_bind_first_factor() {
     let f = fixture_with(
         CodeTransport::Append,
         true,
-        Config::default(),
+        common::config(),
         Some(Arc::new(Ldap::new(cfg(&slapd.url)))),
     )
     .await;

@@ -21,7 +21,7 @@ fn cfg() -> Config {
             max_failures: 3,
             ..LockoutPolicy::default()
         },
-        ..Config::default()
+        ..common::config()
     }
 }
 

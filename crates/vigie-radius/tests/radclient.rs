@@ -15,7 +15,7 @@ fn req(user: &str, password: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_reject_replay_and_silence() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     let b32 = f.user("alice", "correct horse").await;
 
     // accept with password + code
@@ -100,7 +100,7 @@ async fn accept_reject_replay_and_silence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_client_gets_no_answer() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     f.user("alice", "pw").await;
     // The server knows 127.0.0.1/32 only; send from 127.0.0.2.
     let sock = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
@@ -130,7 +130,7 @@ async fn lockout_after_failures_then_unlock() {
             max_failures: 3,
             ..LockoutPolicy::default()
         },
-        ..Config::default()
+        ..common::config()
     };
     let f = fixture(CodeTransport::Append, true, cfg).await;
     let b32 = f.user("bob", "bobs password").await;
@@ -174,7 +174,7 @@ async fn lockout_after_failures_then_unlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_client_without_message_authenticator() {
-    let f = fixture(CodeTransport::Append, false, Config::default()).await;
+    let f = fixture(CodeTransport::Append, false, common::config()).await;
     let b32 = f.user("carol", "carol pw").await;
     let code = oathtool(&b32, 0);
     // legacy NAS may omit it...
@@ -197,7 +197,7 @@ async fn legacy_client_without_message_authenticator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_transports_comma_and_scrv1() {
     use base64::Engine;
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     let b32 = f.user("dave", "pass,word").await;
     let out = f
         .radclient(&req("dave", &format!("pass,word,{}", oathtool(&b32, 0))))
@@ -224,7 +224,7 @@ async fn code_transports_comma_and_scrv1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_challenge_round_trip() {
-    let f = fixture(CodeTransport::Challenge, true, Config::default()).await;
+    let f = fixture(CodeTransport::Challenge, true, common::config()).await;
     let b32 = f.user("frank", "frank pw").await;
     let out = f.radclient(&req("frank", "frank pw")).await;
     assert!(out.contains("Received Access-Challenge"), "{out}");

@@ -14,10 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, AlertDescription, ProtocolVersion};
+use vigie_radius::CodeTransport;
 use vigie_radius::packet::{self, Packet, attr, code};
 use vigie_radius::radius11::{self, ALPN_1_0, ALPN_1_1};
 use vigie_radius::radsec::{Radius11, RadsecOptions, acceptor, serve};
-use vigie_radius::{CodeTransport, Config};
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -194,7 +194,7 @@ fn reasons(f: &Fixture) -> Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn radsecproxy_and_radius11_on_one_listener() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     let b32 = f.user("alice", "alice pw").await;
     let d = f.dir.path();
     write_certs(d);
@@ -298,7 +298,7 @@ async fn radsecproxy_and_radius11_on_one_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_negotiation_allow_require_forbid() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     let d = f.dir.path();
     write_certs(d);
 
@@ -374,7 +374,7 @@ async fn alpn_negotiation_allow_require_forbid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn radius11_tokens_duplicates_and_hostile_input() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     let b32 = f.user("bob", "bob pw").await;
     let d = f.dir.path();
     write_certs(d);
@@ -483,7 +483,7 @@ async fn radius11_tokens_duplicates_and_hostile_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn radius11_access_challenge_round_trip() {
-    let f = fixture(CodeTransport::Challenge, true, Config::default()).await;
+    let f = fixture(CodeTransport::Challenge, true, common::config()).await;
     let b32 = f.user("dave", "dave pw").await;
     let d = f.dir.path();
     write_certs(d);
@@ -509,7 +509,7 @@ async fn radius11_access_challenge_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn radius10_requests_run_side_by_side() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     f.user("erin", "erin pw").await;
     let d = f.dir.path();
     write_certs(d);

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use vigie_event::Payload;
 use vigie_radius::store::LockoutPolicy;
-use vigie_radius::{CodeTransport, Config, Store};
+use vigie_radius::{CodeTransport, Store};
 
 fn req(user: &str, field: &str) -> String {
     format!(
@@ -51,7 +51,7 @@ async fn warm_user(f: &Fixture, user: &str, pw: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_changes_by_another_process_apply_to_cached_users_at_once() {
-    let f = fixture(CodeTransport::Append, true, Config::default()).await;
+    let f = fixture(CodeTransport::Append, true, common::config()).await;
     // What `vigie mfa --data DIR user ...` does: its own connection.
     let (admin, _key) = Store::open_data_dir(f.dir.path()).await.unwrap();
 

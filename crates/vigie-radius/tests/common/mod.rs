@@ -43,6 +43,31 @@ impl Drop for Fixture {
     }
 }
 
+/// The default configuration with rejects answered at once: the reject
+/// delay has its own test (`reject_delay.rs`); elsewhere it would only make
+/// each reject last a second (and outlast radclient's 1 s timeout).
+pub fn config() -> Config {
+    Config {
+        reject_delay: std::time::Duration::ZERO,
+        ..Config::default()
+    }
+}
+
+/// A signed Access-Request (Message-Authenticator) for `user` with `field`
+/// as User-Password, and its Request Authenticator (to check the answer).
+pub fn signed_request(user: &str, field: &str) -> (Vec<u8>, [u8; 16]) {
+    use vigie_radius::packet::{self, Packet, attr, code};
+    let auth: [u8; 16] = vigie_radius::crypto::random_bytes();
+    let mut p = Packet::new(code::ACCESS_REQUEST, auth[0], auth);
+    p.push(attr::USER_NAME, user.as_bytes().to_vec());
+    p.push(
+        attr::USER_PASSWORD,
+        packet::hide_password(field.as_bytes(), SECRET.as_bytes(), &auth),
+    );
+    let raw = packet::encode_signed_request(p, SECRET.as_bytes()).unwrap();
+    (raw, auth)
+}
+
 pub async fn fixture(transport: CodeTransport, require_ma: bool, cfg: Config) -> Fixture {
     fixture_with(transport, require_ma, cfg, None).await
 }

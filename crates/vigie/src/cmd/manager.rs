@@ -87,7 +87,8 @@ impl Radius {
         } else {
             Mode::Listen(self.radius_listen)
         };
-        let (radsec, ldap) = self.service.parts()?;
+        let parts = self.service.parts()?;
+        let (radsec, ldap) = (parts.radsec, parts.ldap);
         if self.no_radius && radsec.is_some() {
             anyhow::bail!("--radsec and --no-radius contradict each other");
         }
@@ -95,6 +96,7 @@ impl Radius {
             mode,
             radsec,
             ldap,
+            reject_delay: parts.reject_delay,
             ..RadiusConfig::default()
         })
     }

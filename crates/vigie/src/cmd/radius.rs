@@ -33,6 +33,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE|-")]
     events: Option<PathBuf>,
     /// Write alerts as ECS JSON lines to FILE (appended), or "-" for stdout.
+    /// Every alert goes there; the log shows the first alert of each rule,
+    /// then how many more it raised in the minute.
     #[arg(long, value_name = "FILE|-")]
     alerts: Option<PathBuf>,
     /// Rule folder [default: rules/ next to the binary, or /usr/share/vigie/rules].
@@ -78,16 +80,37 @@ pub struct Service {
     /// Use StartTLS on an ldap:// URL.
     #[arg(long, requires = "ldap_url")]
     ldap_starttls: bool,
+    /// Seconds an Access-Reject waits, counted from the request's arrival
+    /// (0 to 10, decimals allowed; 0 answers at once). Slows guessing, and
+    /// every reject takes the same time whatever failed, so the timing does
+    /// not tell an unknown user from a wrong password or a wrong code.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_reject_delay)]
+    reject_delay: std::time::Duration,
+}
+
+fn parse_reject_delay(s: &str) -> Result<std::time::Duration, String> {
+    let max = vigie_radius::MAX_REJECT_DELAY;
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=max.as_secs_f64()).contains(&v) => {
+            Ok(std::time::Duration::from_secs_f64(v))
+        }
+        _ => Err(format!(
+            "expected seconds from 0 to {} (e.g. 1 or 0.5)",
+            max.as_secs()
+        )),
+    }
+}
+
+/// What the [`Service`] flags ask for.
+pub struct ServiceParts {
+    pub radsec: Option<vigie_radius::radsec::RadsecOptions>,
+    pub ldap: Option<vigie_radius::ldap::LdapConfig>,
+    pub reject_delay: std::time::Duration,
 }
 
 impl Service {
-    /// The RadSec listener and LDAP directory these flags ask for.
-    pub fn parts(
-        self,
-    ) -> anyhow::Result<(
-        Option<vigie_radius::radsec::RadsecOptions>,
-        Option<vigie_radius::ldap::LdapConfig>,
-    )> {
+    /// The RadSec listener, LDAP directory and reject delay these flags ask for.
+    pub fn parts(self) -> anyhow::Result<ServiceParts> {
         let radsec = match (self.radsec, self.tls_cert, self.tls_key, self.tls_client_ca) {
             (Some(listen), Some(cert), Some(key), Some(client_ca)) => {
                 Some(vigie_radius::radsec::RadsecOptions {
@@ -111,19 +134,42 @@ impl Service {
             (None, _) => None,
             (Some(_), None) => anyhow::bail!("--ldap-url needs --ldap-bind"),
         };
-        Ok((radsec, ldap))
+        Ok(ServiceParts {
+            radsec,
+            ldap,
+            reject_delay: self.reject_delay,
+        })
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (radsec, ldap) = args.service.parts()?;
+    let parts = args.service.parts()?;
     vigie_radius::standalone::run(vigie_radius::standalone::Options {
         data: args.data,
         listen: args.listen,
-        radsec,
+        radsec: parts.radsec,
         events: args.events,
         alerts: args.alerts,
         rules: args.rules,
-        ldap,
+        ldap: parts.ldap,
+        reject_delay: parts.reject_delay,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_reject_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn reject_delay_takes_decimal_seconds_up_to_the_maximum() {
+        assert_eq!(parse_reject_delay("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_reject_delay("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_reject_delay("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_reject_delay("10"), Ok(Duration::from_secs(10)));
+        for bad in ["10.5", "-1", "one", "", "NaN", "inf"] {
+            let err = parse_reject_delay(bad).unwrap_err();
+            assert!(err.contains("from 0 to 10"), "{bad}: {err}");
+        }
+    }
 }
