@@ -353,6 +353,48 @@ impl Vpn {
         ))
     }
 
+    /// Several attempts at once, as password-spraying and brute-force tools
+    /// make them (each reject waits out the server's reject delay, so one
+    /// at a time would take a second each); answers in the order of `tries`.
+    fn logins(&self, gw: &Netns, tries: &[(&str, String)], from: &str) -> Result<Vec<String>> {
+        std::thread::scope(|s| {
+            let running: Vec<_> = tries
+                .iter()
+                .map(|(user, password)| s.spawn(move || self.login(gw, user, password, from)))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("radclient thread panicked")))
+                })
+                .collect()
+        })
+    }
+
+    /// The attacker's `tries` from outside, at once, while the API is
+    /// watched for the alert named `title`: the answers (in order) and the
+    /// time from the first attempt to the alert. Watched during the attack,
+    /// not after it: the alert comes from the failures, which the server
+    /// reports at once, while each reject waits out the reject delay.
+    fn attack(
+        &self,
+        gw: &Netns,
+        api: &Api,
+        tries: &[(&str, String)],
+        title: &str,
+    ) -> Result<(Vec<String>, Option<Duration>)> {
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            let logins = s.spawn(|| self.logins(gw, tries, ATTACKER));
+            let alert = self.wait_alert(api, title, t0);
+            let outs = logins
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("radclient thread panicked")))?;
+            Ok((outs, alert?))
+        })
+    }
+
     fn code(&self, user: &str) -> Result<String> {
         let out = Command::new("oathtool")
             .args(["--totp", "-b"])
@@ -787,36 +829,31 @@ fn play(opts: &Options, dir: &Path, logs: &Path, o: &mut Outcome) -> Result<()> 
     println!(
         "\n==> Step 1: password spraying, then brute force, against the VPN (radclient from the gateway)"
     );
-    let t_spray = Instant::now();
+    let tries: Vec<(&str, String)> = SPRAYED
+        .iter()
+        .map(|u| (*u, "Printemps2026!".to_string()))
+        .collect();
+    let (outs, spray) = vpn.attack(&lab.gateway, &api, &tries, "VPN password spraying")?;
     let mut all_rejected = true;
-    for u in SPRAYED {
-        let out = vpn.login(&lab.gateway, u, "Printemps2026!", ATTACKER)?;
+    for (u, out) in SPRAYED.iter().zip(outs) {
         println!(
             "  {ATTACKER} tries {u} / Printemps2026! → {}",
             if rejected(&out) { "Access-Reject" } else { "?" }
         );
         all_rejected &= rejected(&out);
     }
-    let spray = vpn.wait_alert(&api, "VPN password spraying", t_spray)?;
     o.check(
         "spraying refused and raised \"VPN password spraying\"",
         all_rejected && spray.is_some(),
         format!("all rejected: {all_rejected}, alert: {spray:?}"),
     );
     o.alert_row("1 VPN", "first spraying attempt → alert in the API", spray);
-    let t_brute = Instant::now();
-    let mut all_rejected = true;
-    for i in 0..10 {
-        let out = vpn.login(
-            &lab.gateway,
-            BRUTE_FORCED,
-            &format!("Mairie{i:02}!"),
-            ATTACKER,
-        )?;
-        all_rejected &= rejected(&out);
-    }
+    let tries: Vec<(&str, String)> = (0..10)
+        .map(|i| (BRUTE_FORCED, format!("Mairie{i:02}!")))
+        .collect();
+    let (outs, brute) = vpn.attack(&lab.gateway, &api, &tries, "VPN brute force")?;
+    let all_rejected = outs.iter().all(|out| rejected(out));
     println!("  {ATTACKER} tries 10 passwords on {BRUTE_FORCED} → all refused: {all_rejected}");
-    let brute = vpn.wait_alert(&api, "VPN brute force", t_brute)?;
     o.check(
         "brute force refused and raised \"VPN brute force on one account\"",
         all_rejected && brute.is_some(),
