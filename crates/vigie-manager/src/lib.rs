@@ -487,6 +487,7 @@ impl Manager {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(notify::run(core.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(checkpoints(core.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(housekeeping(
             core.clone(),
             config.retention,
@@ -608,6 +609,22 @@ async fn ingest_writer(
                     let _ = r.send(Err(e.to_string()));
                 }
             }
+        }
+    }
+}
+
+/// Every second: the SQLite write-ahead log into the database file (see
+/// [`store::Store::checkpoint`]), off every writer's commit.
+async fn checkpoints(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = core.store.checkpoint().await {
+            tracing::debug!("WAL checkpoint: {e:#}");
         }
     }
 }

@@ -144,6 +144,145 @@ pub struct Principal {
     pub actor: String,
 }
 
+/// An incident an ingest call adds alerts to (see [`Store::ingest`]).
+struct OpenIncident {
+    id: String,
+    /// Not in the database yet.
+    created: bool,
+    title: String,
+    first_time: i64,
+    last_time: i64,
+    /// Alerts added by this call.
+    alerts: Vec<String>,
+}
+
+/// The incidents of one ingest call, per (organisation, host): the one the
+/// host's latest alert went to, and those it went to before.
+#[derive(Default)]
+struct Incidents {
+    current: std::collections::HashMap<(String, String), OpenIncident>,
+    done: Vec<((String, String), OpenIncident)>,
+}
+
+/// Alerts of one host this close to the incident's last one join it.
+const INCIDENT_GAP_MS: i64 = 3_600_000;
+
+impl Incidents {
+    /// Put the new alert `a` of batch `b` into an incident: the host's
+    /// current one if its last alert is at most an hour older, else the
+    /// host's most recent open incident within the hour in the database
+    /// (asked once per host and call), else a new one. The current incident
+    /// is always the host's most recent open one, so when it does not match
+    /// none does: the result is the same as asking the database for every
+    /// alert.
+    async fn add(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        b: &IngestBatch,
+        a: &AlertRow,
+    ) -> Result<()> {
+        let key = (b.org.clone(), b.host_id.clone());
+        let joins = |i: &OpenIncident| i.last_time >= a.time - INCIDENT_GAP_MS;
+        match self.current.get_mut(&key) {
+            Some(i) if joins(i) => {
+                i.first_time = i.first_time.min(a.time);
+                i.last_time = i.last_time.max(a.time);
+                i.alerts.push(a.id.clone());
+                return Ok(());
+            }
+            Some(_) => {
+                let old = self.current.remove(&key).expect("present");
+                self.done.push((key.clone(), old));
+            }
+            None => {
+                let open: Option<AnyRow> = sqlx::query("SELECT id, first_time, last_time FROM incidents WHERE org_id = $1 AND host_id = $2 AND status = 'open' AND last_time >= $3 ORDER BY last_time DESC LIMIT 1")
+                    .bind(b.org.as_str())
+                    .bind(b.host_id.as_str())
+                    .bind(a.time - INCIDENT_GAP_MS)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if let Some(r) = open {
+                    let (first, last): (i64, i64) = (r.get(1), r.get(2));
+                    self.current.insert(
+                        key,
+                        OpenIncident {
+                            id: r.get(0),
+                            created: false,
+                            title: String::new(),
+                            first_time: first.min(a.time),
+                            last_time: last.max(a.time),
+                            alerts: vec![a.id.clone()],
+                        },
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        self.current.insert(
+            key,
+            OpenIncident {
+                id: uuid::Uuid::now_v7().to_string(),
+                created: true,
+                title: a.rule_name.clone(),
+                first_time: a.time,
+                last_time: a.time,
+                alerts: vec![a.id.clone()],
+            },
+        );
+        Ok(())
+    }
+
+    /// Write the incidents and the alerts' `incident_id`.
+    async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, store: &Store) -> Result<()> {
+        for ((org, host), i) in self.done.into_iter().chain(self.current) {
+            let n = i.alerts.len() as i64;
+            if i.created {
+                sqlx::query("INSERT INTO incidents (id, org_id, host_id, title, first_time, last_time, alert_count) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&i.id)
+                    .bind(&org)
+                    .bind(&host)
+                    .bind(&i.title)
+                    .bind(i.first_time)
+                    .bind(i.last_time)
+                    .bind(n)
+                    .execute(&mut **tx)
+                    .await?;
+            } else {
+                sqlx::query("UPDATE incidents SET last_time = CASE WHEN last_time > $1 THEN last_time ELSE $1 END, first_time = CASE WHEN first_time < $2 THEN first_time ELSE $2 END, alert_count = alert_count + $3 WHERE id = $4")
+                    .bind(i.last_time)
+                    .bind(i.first_time)
+                    .bind(n)
+                    .bind(&i.id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for ids in i.alerts.chunks(500) {
+                let list = match store.dialect {
+                    Dialect::Sqlite => vec!["?"; ids.len()].join(","),
+                    Dialect::Postgres => (0..ids.len())
+                        .map(|k| format!("${}", k + 3))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                let sql = match store.dialect {
+                    Dialect::Sqlite => format!(
+                        "UPDATE alerts SET incident_id = ? WHERE org_id = ? AND id IN ({list})"
+                    ),
+                    Dialect::Postgres => format!(
+                        "UPDATE alerts SET incident_id = $1 WHERE org_id = $2 AND id IN ({list})"
+                    ),
+                };
+                let mut q = sqlx::query(&sql).bind(&i.id).bind(&org);
+                for id in ids {
+                    q = q.bind(id.as_str());
+                }
+                q.execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Connect and migrate. `url`: `sqlite://PATH` or `postgres://...`.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -161,11 +300,15 @@ impl Store {
         });
         if dialect == Dialect::Sqlite {
             // WAL lets the API read while ingest writes; busy_timeout makes
-            // writers wait for each other instead of failing.
+            // writers wait for each other instead of failing. No automatic
+            // checkpoint: it ran inside the commit that crossed 1,000 WAL
+            // pages (copying them to the database file and syncing it, with
+            // the write lock held while VPN logins waited to record their
+            // TOTP step); `Store::checkpoint` runs from a task instead.
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;")
                         .await?;
                     Ok(())
                 })
@@ -178,6 +321,20 @@ impl Store {
         let store = Store { pool, dialect };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// SQLite: copy what the write-ahead log holds into the database file
+    /// (a passive checkpoint: it waits for no reader or writer, and what it
+    /// could not copy is copied next time). The manager runs it every
+    /// second (the connections' automatic checkpoints are off). PostgreSQL:
+    /// nothing to do.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_all(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// SQLite in `DATA/vigie.db`.
@@ -457,29 +614,10 @@ impl Store {
             rows.extend(b.events.iter().map(|e| (b, e)));
         }
         for chunk in rows.chunks(CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO events (org_id, id, host_id, time, dataset, action, process_name, process_pid, user_name, doc) VALUES ",
+            let sql = format!(
+                "INSERT INTO events (org_id, id, host_id, time, dataset, action, process_name, process_pid, user_name, doc) VALUES {} ON CONFLICT (org_id, id) DO NOTHING",
+                self.placeholders(chunk.len(), EV_COLS)
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                for c in 0..EV_COLS {
-                    if c > 0 {
-                        sql.push(',');
-                    }
-                    // SQLite: anonymous parameters, bound in order. Binding a
-                    // numbered one looks its number up in a list: quadratic
-                    // in the chunk's 500 parameters.
-                    match self.dialect {
-                        Dialect::Sqlite => sql.push('?'),
-                        Dialect::Postgres => sql.push_str(&format!("${}", i * EV_COLS + c + 1)),
-                    }
-                }
-                sql.push(')');
-            }
-            sql.push_str(" ON CONFLICT (org_id, id) DO NOTHING");
             let mut q = sqlx::query(&sql);
             for (b, e) in chunk {
                 q = q
@@ -496,9 +634,21 @@ impl Store {
             }
             new_events += q.execute(&mut *tx).await?.rows_affected();
         }
+        // Alerts: inserted a chunk at a time; only the new ones (not a
+        // retransmission's) are notified and counted into incidents.
+        let mut rows: Vec<(&IngestBatch, &AlertRow)> = Vec::new();
         for b in batches {
-            for a in &b.alerts {
-                let r = sqlx::query("INSERT INTO alerts (org_id, id, host_id, time, rule_id, rule_name, level, severity, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (org_id, id) DO NOTHING")
+            rows.extend(b.alerts.iter().map(|a| (b, a)));
+        }
+        let mut fresh = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO alerts (org_id, id, host_id, time, rule_id, rule_name, level, severity, doc) VALUES {} ON CONFLICT (org_id, id) DO NOTHING RETURNING org_id, id",
+                self.placeholders(chunk.len(), 9)
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+            for (b, a) in chunk {
+                q = q
                     .bind(b.org.as_str())
                     .bind(a.id.as_str())
                     .bind(b.host_id.as_str())
@@ -507,52 +657,30 @@ impl Store {
                     .bind(a.rule_name.as_str())
                     .bind(a.level.as_str())
                     .bind(a.severity)
-                    .bind(a.doc.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                if r.rows_affected() == 1 {
-                    new_alerts += 1;
-                    let level = a.level.parse().unwrap_or(vigie_event::Level::Medium);
-                    crate::notify::enqueue(&mut tx, &mut notify_cache, &b.org, &a.id, level)
-                        .await?;
-                    // Incidents: alerts of one host within an hour of each
-                    // other form one incident.
-                    let open: Option<String> = sqlx::query_scalar("SELECT id FROM incidents WHERE org_id = $1 AND host_id = $2 AND status = 'open' AND last_time >= $3 ORDER BY last_time DESC LIMIT 1")
-                        .bind(b.org.as_str())
-                        .bind(b.host_id.as_str())
-                        .bind(a.time - 3_600_000)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let incident = match open {
-                        Some(id) => {
-                            sqlx::query("UPDATE incidents SET last_time = CASE WHEN last_time > $1 THEN last_time ELSE $1 END, first_time = CASE WHEN first_time < $1 THEN first_time ELSE $1 END, alert_count = alert_count + 1 WHERE id = $2")
-                                .bind(a.time)
-                                .bind(&id)
-                                .execute(&mut *tx)
-                                .await?;
-                            id
-                        }
-                        None => {
-                            let id = uuid::Uuid::now_v7().to_string();
-                            sqlx::query("INSERT INTO incidents (id, org_id, host_id, title, first_time, last_time, alert_count) VALUES ($1, $2, $3, $4, $5, $5, 1)")
-                                .bind(&id)
-                                .bind(b.org.as_str())
-                                .bind(b.host_id.as_str())
-                                .bind(a.rule_name.as_str())
-                                .bind(a.time)
-                                .execute(&mut *tx)
-                                .await?;
-                            id
-                        }
-                    };
-                    sqlx::query("UPDATE alerts SET incident_id = $1 WHERE org_id = $2 AND id = $3")
-                        .bind(&incident)
-                        .bind(b.org.as_str())
-                        .bind(a.id.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                    .bind(a.doc.as_str());
             }
+            let mut ids: std::collections::HashSet<(String, String)> =
+                q.fetch_all(&mut *tx).await?.into_iter().collect();
+            // Taken once: an alert twice in the chunk is new once.
+            fresh.extend(
+                chunk
+                    .iter()
+                    .map(|(b, a)| ids.remove(&(b.org.clone(), a.id.clone()))),
+            );
+        }
+        // Incidents: alerts of one host within an hour of each other form
+        // one. Decided here for the whole call, in the alerts' order, then
+        // written once per incident: a query or three per alert held
+        // SQLite's write lock while VPN logins waited to record their step.
+        let mut incidents = Incidents::default();
+        for ((b, a), _) in rows.iter().zip(&fresh).filter(|(_, new)| **new) {
+            new_alerts += 1;
+            let level = a.level.parse().unwrap_or(vigie_event::Level::Medium);
+            crate::notify::enqueue(&mut tx, &mut notify_cache, &b.org, &a.id, level).await?;
+            incidents.add(&mut tx, b, a).await?;
+        }
+        incidents.write(&mut tx, self).await?;
+        for b in batches {
             for entry in &b.actions {
                 Self::append_audit_in(&mut tx, entry).await?;
                 // The isolation state follows verified outcomes only (here:
@@ -570,6 +698,30 @@ impl Store {
         }
         tx.commit().await.context("committing an ingest batch")?;
         Ok((new_events, new_alerts))
+    }
+
+    /// `rows` groups of `cols` parameters for a multi-row VALUES list:
+    /// anonymous on SQLite (bound in order; a numbered one is looked up in a
+    /// list, quadratic in the parameters), numbered on PostgreSQL.
+    fn placeholders(&self, rows: usize, cols: usize) -> String {
+        let mut sql = String::new();
+        for i in 0..rows {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..cols {
+                if c > 0 {
+                    sql.push(',');
+                }
+                match self.dialect {
+                    Dialect::Sqlite => sql.push('?'),
+                    Dialect::Postgres => sql.push_str(&format!("${}", i * cols + c + 1)),
+                }
+            }
+            sql.push(')');
+        }
+        sql
     }
 
     // ---- audit (append-only: there is deliberately no update or delete)

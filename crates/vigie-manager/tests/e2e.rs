@@ -155,3 +155,156 @@ async fn end_to_end_postgres() {
     let pg = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
     end_to_end(Db::Postgres(pg)).await;
 }
+
+/// SQLite: the connections' automatic WAL checkpoints are off (they ran
+/// inside whichever commit crossed 1,000 pages, holding the write lock); the
+/// manager's own task copies the log into the database file instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_reaches_the_database_file_without_autocheckpoint() {
+    let m = start_manager(&Db::Sqlite).await;
+    let pool = &m.h().core.store.pool;
+    let auto: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(auto, 0, "automatic checkpoints are on");
+    let db = m.data.path().join("vigie.db");
+    let before = std::fs::metadata(&db).unwrap().len();
+    sqlx::query("CREATE TABLE ballast (x BLOB)")
+        .execute(pool)
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        sqlx::query("INSERT INTO ballast VALUES (zeroblob(262144))")
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    // 2 MiB went to the WAL; the database file grows once it is copied.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = std::fs::metadata(&db).unwrap().len();
+        if now >= before + 2 * 1024 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vigie.db still {now} bytes (was {before}): no checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Incidents: alerts of one host within an hour of each other form one,
+/// decided for a whole ingest call at once; a retransmitted alert counts
+/// once; each alert points to its incident.
+async fn ingest_groups_alerts_into_incidents(url: &str) {
+    use vigie_manager::store::{AlertRow, IngestBatch, Store};
+    let store = Store::connect(url).await.unwrap();
+    const MIN: i64 = 60_000;
+    let t0 = 1_800_000_000_000;
+    let alert = |id: &str, t: i64| AlertRow {
+        id: id.into(),
+        time: t,
+        rule_id: "r".into(),
+        rule_name: format!("rule of {id}"),
+        level: "high".into(),
+        severity: 73,
+        doc: "{}".into(),
+    };
+    let batch = |host: &str, alerts: Vec<AlertRow>| IngestBatch {
+        org: "o".into(),
+        host_id: host.into(),
+        alerts,
+        ..IngestBatch::default()
+    };
+    // One call: h1 three alerts within the hour, then one two hours later
+    // (a new incident); h2 one alert; a1 twice (a retransmission).
+    let (_, new) = store
+        .ingest(&[
+            batch("h1", vec![alert("a1", t0), alert("a2", t0 + 10 * MIN)]),
+            batch("h2", vec![alert("b1", t0 + 5 * MIN)]),
+            batch(
+                "h1",
+                vec![
+                    alert("a1", t0),
+                    alert("a3", t0 + 30 * MIN),
+                    alert("a4", t0 + 150 * MIN),
+                ],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(new, 5);
+    // A later call: a4's incident (open, within the hour) takes a5; a2
+    // again changes nothing.
+    let (_, new) = store
+        .ingest(&[batch(
+            "h1",
+            vec![alert("a2", t0 + 10 * MIN), alert("a5", t0 + 170 * MIN)],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(new, 1);
+
+    let incidents: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, host_id, title, first_time, last_time, alert_count FROM incidents ORDER BY host_id, first_time",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    let shape: Vec<_> = incidents
+        .iter()
+        .map(|(_, h, title, f, l, n)| {
+            (
+                h.as_str(),
+                title.as_str(),
+                (f - t0) / MIN,
+                (l - t0) / MIN,
+                *n,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("h1", "rule of a1", 0, 30, 3),
+            ("h1", "rule of a4", 150, 170, 2),
+            ("h2", "rule of b1", 5, 5, 1),
+        ]
+    );
+    let of = |id: &str| {
+        let pool = store.pool.clone();
+        let id = id.to_string();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT incident_id FROM alerts WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    for (alert, incident) in [
+        ("a1", 0),
+        ("a2", 0),
+        ("a3", 0),
+        ("a4", 1),
+        ("a5", 1),
+        ("b1", 2),
+    ] {
+        assert_eq!(of(alert).await, incidents[incident].0, "{alert}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_groups_alerts_into_incidents_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = vigie_manager::store::Store::sqlite_url(dir.path());
+    ingest_groups_alerts_into_incidents(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_groups_alerts_into_incidents_postgres() {
+    let pg = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    ingest_groups_alerts_into_incidents(&pg.url()).await;
+}
