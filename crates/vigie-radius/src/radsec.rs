@@ -228,7 +228,11 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
 const DUPLICATE_MAX: usize = 65_536;
 /// Requests of one RADIUS/1.1 connection processed at once; past that the
 /// connection is not read until one finishes (back-pressure on the client).
-const IN_FLIGHT_MAX: usize = 64;
+/// A reject holds its slot while it waits out the reject delay (a second by
+/// default), so this is also the rejects per second one connection can get
+/// before its other requests queue: as many as historic RadSec's 256
+/// Identifiers (wrong passwords cost an argon2 check each, far fewer).
+const IN_FLIGHT_MAX: usize = 256;
 
 /// Tokens seen on one connection: when, and the answer (`None` while the
 /// request is being processed).
