@@ -487,7 +487,6 @@ impl Manager {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(notify::run(core.clone(), stop_rx.clone())));
-        tasks.push(tokio::spawn(checkpoints(core.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(housekeeping(
             core.clone(),
             config.retention,
@@ -614,23 +613,9 @@ async fn ingest_writer(
 }
 
 /// Every second: the SQLite write-ahead log into the database file (see
-/// [`store::Store::checkpoint`]), off every writer's commit.
-async fn checkpoints(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = core.store.checkpoint().await {
-            tracing::debug!("WAL checkpoint: {e:#}");
-        }
-    }
-}
-
-/// Every second: drop revoked agents (revoked by another manager or the
-/// CLI), send commands created elsewhere; hourly: telemetry retention.
+/// [`store::Store::checkpoint`]: off every writer's commit), drop revoked
+/// agents (revoked by another manager or the CLI), send commands created
+/// elsewhere; hourly: telemetry retention.
 async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
@@ -639,6 +624,9 @@ async fn housekeeping(core: Arc<Core>, retention: Duration, mut stop: watch::Rec
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        if let Err(e) = core.store.checkpoint().await {
+            tracing::debug!("WAL checkpoint: {e:#}");
         }
         let hosts: Vec<String> = core
             .sessions

@@ -371,11 +371,13 @@ async fn writer(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut log = AlertLog::new("VPN alert", vigie_radius::alert_log::WINDOW);
+    // Once a second, busy or idle: log the counts of alert windows that ended.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             n = rx.recv() => match n { Some(n) => n, None => { log.flush_all(); return } },
-            // Idle: log the counts of alert windows that ended.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+            _ = tick.tick() => {
                 log.flush_due(Instant::now());
                 continue;
             }
@@ -402,7 +404,6 @@ async fn writer(
             }
         }
         store_notes(&core, &mut engine, &mut log, &mut routing, notes).await;
-        log.flush_due(Instant::now());
     }
 }
 

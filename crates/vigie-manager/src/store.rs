@@ -146,6 +146,8 @@ pub struct Principal {
 
 /// An incident an ingest call adds alerts to (see [`Store::ingest`]).
 struct OpenIncident {
+    org: String,
+    host: String,
     id: String,
     /// Not in the database yet.
     created: bool,
@@ -156,13 +158,10 @@ struct OpenIncident {
     alerts: Vec<String>,
 }
 
-/// The incidents of one ingest call, per (organisation, host): the one the
-/// host's latest alert went to, and those it went to before.
+/// The incidents an ingest call adds alerts to, in the order it first
+/// touched them: a host's current incident is its last one in the list.
 #[derive(Default)]
-struct Incidents {
-    current: std::collections::HashMap<(String, String), OpenIncident>,
-    done: Vec<((String, String), OpenIncident)>,
-}
+struct Incidents(Vec<OpenIncident>);
 
 /// Alerts of one host this close to the incident's last one join it.
 const INCIDENT_GAP_MS: i64 = 3_600_000;
@@ -181,66 +180,54 @@ impl Incidents {
         b: &IngestBatch,
         a: &AlertRow,
     ) -> Result<()> {
-        let key = (b.org.clone(), b.host_id.clone());
-        let joins = |i: &OpenIncident| i.last_time >= a.time - INCIDENT_GAP_MS;
-        match self.current.get_mut(&key) {
-            Some(i) if joins(i) => {
-                i.first_time = i.first_time.min(a.time);
-                i.last_time = i.last_time.max(a.time);
-                i.alerts.push(a.id.clone());
-                return Ok(());
-            }
-            Some(_) => {
-                let old = self.current.remove(&key).expect("present");
-                self.done.push((key.clone(), old));
-            }
-            None => {
-                let open: Option<AnyRow> = sqlx::query("SELECT id, first_time, last_time FROM incidents WHERE org_id = $1 AND host_id = $2 AND status = 'open' AND last_time >= $3 ORDER BY last_time DESC LIMIT 1")
-                    .bind(b.org.as_str())
-                    .bind(b.host_id.as_str())
-                    .bind(a.time - INCIDENT_GAP_MS)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if let Some(r) = open {
-                    let (first, last): (i64, i64) = (r.get(1), r.get(2));
-                    self.current.insert(
-                        key,
-                        OpenIncident {
-                            id: r.get(0),
-                            created: false,
-                            title: String::new(),
-                            first_time: first.min(a.time),
-                            last_time: last.max(a.time),
-                            alerts: vec![a.id.clone()],
-                        },
-                    );
-                    return Ok(());
-                }
-            }
+        let current = self
+            .0
+            .iter_mut()
+            .rev()
+            .find(|i| i.org == b.org && i.host == b.host_id);
+        let seen_host = current.is_some();
+        if let Some(i) = current.filter(|i| i.last_time >= a.time - INCIDENT_GAP_MS) {
+            i.first_time = i.first_time.min(a.time);
+            i.last_time = i.last_time.max(a.time);
+            i.alerts.push(a.id.clone());
+            return Ok(());
         }
-        self.current.insert(
-            key,
-            OpenIncident {
-                id: uuid::Uuid::now_v7().to_string(),
-                created: true,
-                title: a.rule_name.clone(),
-                first_time: a.time,
-                last_time: a.time,
-                alerts: vec![a.id.clone()],
-            },
-        );
+        let open: Option<AnyRow> = if seen_host {
+            None
+        } else {
+            sqlx::query("SELECT id, first_time, last_time FROM incidents WHERE org_id = $1 AND host_id = $2 AND status = 'open' AND last_time >= $3 ORDER BY last_time DESC LIMIT 1")
+                .bind(b.org.as_str())
+                .bind(b.host_id.as_str())
+                .bind(a.time - INCIDENT_GAP_MS)
+                .fetch_optional(&mut **tx)
+                .await?
+        };
+        let (id, created, first, last) = match open {
+            Some(r) => (r.get(0), false, r.get::<i64, _>(1), r.get::<i64, _>(2)),
+            None => (uuid::Uuid::now_v7().to_string(), true, a.time, a.time),
+        };
+        self.0.push(OpenIncident {
+            org: b.org.clone(),
+            host: b.host_id.clone(),
+            id,
+            created,
+            title: a.rule_name.clone(),
+            first_time: first.min(a.time),
+            last_time: last.max(a.time),
+            alerts: vec![a.id.clone()],
+        });
         Ok(())
     }
 
     /// Write the incidents and the alerts' `incident_id`.
     async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, store: &Store) -> Result<()> {
-        for ((org, host), i) in self.done.into_iter().chain(self.current) {
+        for i in self.0 {
             let n = i.alerts.len() as i64;
             if i.created {
                 sqlx::query("INSERT INTO incidents (id, org_id, host_id, title, first_time, last_time, alert_count) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&i.id)
-                    .bind(&org)
-                    .bind(&host)
+                    .bind(&i.org)
+                    .bind(&i.host)
                     .bind(&i.title)
                     .bind(i.first_time)
                     .bind(i.last_time)
@@ -257,22 +244,13 @@ impl Incidents {
                     .await?;
             }
             for ids in i.alerts.chunks(500) {
-                let list = match store.dialect {
-                    Dialect::Sqlite => vec!["?"; ids.len()].join(","),
-                    Dialect::Postgres => (0..ids.len())
-                        .map(|k| format!("${}", k + 3))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                };
-                let sql = match store.dialect {
-                    Dialect::Sqlite => format!(
-                        "UPDATE alerts SET incident_id = ? WHERE org_id = ? AND id IN ({list})"
-                    ),
-                    Dialect::Postgres => format!(
-                        "UPDATE alerts SET incident_id = $1 WHERE org_id = $2 AND id IN ({list})"
-                    ),
-                };
-                let mut q = sqlx::query(&sql).bind(&i.id).bind(&org);
+                let sql = format!(
+                    "UPDATE alerts SET incident_id = {} WHERE org_id = {} AND id IN {}",
+                    store.param(1),
+                    store.param(2),
+                    store.placeholders(3, 1, ids.len())
+                );
+                let mut q = sqlx::query(&sql).bind(&i.id).bind(&i.org);
                 for id in ids {
                     q = q.bind(id.as_str());
                 }
@@ -616,7 +594,7 @@ impl Store {
         for chunk in rows.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO events (org_id, id, host_id, time, dataset, action, process_name, process_pid, user_name, doc) VALUES {} ON CONFLICT (org_id, id) DO NOTHING",
-                self.placeholders(chunk.len(), EV_COLS)
+                self.placeholders(1, chunk.len(), EV_COLS)
             );
             let mut q = sqlx::query(&sql);
             for (b, e) in chunk {
@@ -644,7 +622,7 @@ impl Store {
         for chunk in rows.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO alerts (org_id, id, host_id, time, rule_id, rule_name, level, severity, doc) VALUES {} ON CONFLICT (org_id, id) DO NOTHING RETURNING org_id, id",
-                self.placeholders(chunk.len(), 9)
+                self.placeholders(1, chunk.len(), 9)
             );
             let mut q = sqlx::query_as::<_, (String, String)>(&sql);
             for (b, a) in chunk {
@@ -700,24 +678,36 @@ impl Store {
         Ok((new_events, new_alerts))
     }
 
-    /// `rows` groups of `cols` parameters for a multi-row VALUES list:
-    /// anonymous on SQLite (bound in order; a numbered one is looked up in a
-    /// list, quadratic in the parameters), numbered on PostgreSQL.
-    fn placeholders(&self, rows: usize, cols: usize) -> String {
+    /// Parameter number `n` (1-based) of a statement: anonymous on SQLite
+    /// (bound in order; a numbered one is looked up in a list, quadratic in
+    /// the parameters), numbered on PostgreSQL.
+    fn param(&self, n: usize) -> String {
         let mut sql = String::new();
-        for i in 0..rows {
-            if i > 0 {
-                sql.push(',');
+        self.push_param(&mut sql, n);
+        sql
+    }
+
+    fn push_param(&self, sql: &mut String, n: usize) {
+        match self.dialect {
+            Dialect::Sqlite => sql.push('?'),
+            Dialect::Postgres => {
+                use std::fmt::Write as _;
+                let _ = write!(sql, "${n}");
             }
-            sql.push('(');
+        }
+    }
+
+    /// `rows` parenthesised groups of `cols` parameters, numbered from
+    /// `first`: a multi-row VALUES list, or (one row) an IN list.
+    fn placeholders(&self, first: usize, rows: usize, cols: usize) -> String {
+        let mut sql = String::with_capacity(rows * (cols * 2 + 2));
+        for i in 0..rows {
+            sql.push_str(if i > 0 { ",(" } else { "(" });
             for c in 0..cols {
                 if c > 0 {
                     sql.push(',');
                 }
-                match self.dialect {
-                    Dialect::Sqlite => sql.push('?'),
-                    Dialect::Postgres => sql.push_str(&format!("${}", i * cols + c + 1)),
-                }
+                self.push_param(&mut sql, first + i * cols + c);
             }
             sql.push(')');
         }
