@@ -353,30 +353,12 @@ impl Vpn {
         ))
     }
 
-    /// Several attempts at once, as password-spraying and brute-force tools
-    /// make them (each reject waits out the server's reject delay, so one
-    /// at a time would take a second each); answers in the order of `tries`.
-    fn logins(&self, gw: &Netns, tries: &[(&str, String)], from: &str) -> Result<Vec<String>> {
-        std::thread::scope(|s| {
-            let running: Vec<_> = tries
-                .iter()
-                .map(|(user, password)| s.spawn(move || self.login(gw, user, password, from)))
-                .collect();
-            running
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("radclient thread panicked")))
-                })
-                .collect()
-        })
-    }
-
-    /// The attacker's `tries` from outside, at once, while the API is
-    /// watched for the alert named `title`: the answers (in order) and the
-    /// time from the first attempt to the alert. Watched during the attack,
-    /// not after it: the alert comes from the failures, which the server
-    /// reports at once, while each reject waits out the reject delay.
+    /// The attacker's `tries` (user, password) from outside, all at once as
+    /// spraying and brute-force tools send them, while the API is watched
+    /// for the alert named `title`: the answers, in the order of `tries`,
+    /// and the time from the first attempt to the alert. Watched during the
+    /// attack, not after it: the alert comes from the failures, which the
+    /// server reports at once, while each reject waits out the reject delay.
     fn attack(
         &self,
         gw: &Netns,
@@ -386,11 +368,18 @@ impl Vpn {
     ) -> Result<(Vec<String>, Option<Duration>)> {
         let t0 = Instant::now();
         std::thread::scope(|s| {
-            let logins = s.spawn(|| self.logins(gw, tries, ATTACKER));
+            let running: Vec<_> = tries
+                .iter()
+                .map(|(user, password)| s.spawn(move || self.login(gw, user, password, ATTACKER)))
+                .collect();
             let alert = self.wait_alert(api, title, t0);
-            let outs = logins
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("radclient thread panicked")))?;
+            let outs = running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("radclient thread panicked")))
+                })
+                .collect::<Result<Vec<_>>>()?;
             Ok((outs, alert?))
         })
     }
