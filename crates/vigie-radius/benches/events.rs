@@ -7,7 +7,9 @@
 //! returns before looking at the event.
 //!
 //! Run: `cargo bench -p vigie-radius --bench events`
-//! (`VIGIE_BENCH_EVENTS`, default 200000; `VIGIE_BENCH_USERS`, default 2000).
+//! (`VIGIE_BENCH_EVENTS`, default 200000; `VIGIE_BENCH_USERS`, default 2000;
+//! `VIGIE_BENCH_HOUR`, the logins' local hour, default 10: an hour outside
+//! the rule pack's working hours, e.g. 3, makes every login an alert).
 
 use std::time::Instant;
 
@@ -20,8 +22,8 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// One accepted login, built the way the server builds it.
-fn login(user: usize, time: chrono::DateTime<chrono::Utc>) -> Event {
+/// One accepted login at local hour `hour`, built the way the server builds it.
+fn login(user: usize, time: chrono::DateTime<chrono::Utc>, hour: u8) -> Event {
     let ev = AuthEvent {
         outcome: Outcome::Success,
         user: User {
@@ -44,7 +46,7 @@ fn login(user: usize, time: chrono::DateTime<chrono::Utc>) -> Event {
             reason: None,
             step: Some("totp".into()),
             calling_station_id: Some(format!("10.1.{}.{}", (user >> 8) as u8, user as u8)),
-            local_hour: Some(10),
+            local_hour: Some(hour),
         },
     };
     Event::new(time, Host::named("bench"), Payload::Authentication(ev))
@@ -78,6 +80,7 @@ fn write_lines(events: &[Event]) -> f64 {
 fn main() {
     let n = env_usize("VIGIE_BENCH_EVENTS", 200_000);
     let users = env_usize("VIGIE_BENCH_USERS", 2_000).max(1);
+    let hour = env_usize("VIGIE_BENCH_HOUR", 10).min(23) as u8;
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
     // As under `scripts/bench/radius`: each user logs in once per 30 s TOTP
     // step, five steps in a row (a cold pass and four warm ones), at 50,000
@@ -89,7 +92,7 @@ fn main() {
             let user = (round / 5) * users + nth;
             let at = chrono::Duration::seconds(30 * round as i64)
                 + chrono::Duration::microseconds(20 * nth as i64);
-            login(user, start + at)
+            login(user, start + at, hour)
         })
         .collect();
     let (mut engine, report) = vigie_detect::Engine::load(&[&rules]);
