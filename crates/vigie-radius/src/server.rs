@@ -638,6 +638,23 @@ impl Server {
             }
             return d;
         }
+        // Boxed: its state (database reads, argon2, failure accounting) is
+        // most of a request's future, which every request's task would
+        // otherwise allocate and copy, the warm accepts included.
+        Box::pin(self.decide_full(pkt, client, user, calling, field)).await
+    }
+
+    /// Everything but the warm path: a fresh read of the user, then each
+    /// factor, counting failures and spending a reject's time.
+    async fn decide_full(
+        &self,
+        pkt: &Packet,
+        client: &Client,
+        user: &str,
+        calling: Option<&str>,
+        field: Zeroizing<Vec<u8>>,
+    ) -> Decision {
+        let reject = |reason, step| Decision::Reject { reason, step };
         let record = match self.store.get_user(user).await {
             Ok(r) => r,
             Err(e) => {

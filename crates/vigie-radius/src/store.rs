@@ -122,13 +122,20 @@ impl StepWriter {
 
     /// Record `update` (see [`Store::accept_step`]), with other logins'.
     pub async fn accept(&self, update: StepUpdate) -> Result<bool> {
+        let stopped = || anyhow::anyhow!("the TOTP step writer stopped");
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((update, done))
-            .await
-            .map_err(|_| anyhow::anyhow!("the TOTP step writer stopped"))?;
+        // The channel almost always has room: a send future (the request
+        // and a semaphore wait, a third of a warm accept's future) is built,
+        // boxed, only when it is full, instead of sitting in every login's task.
+        match self.tx.try_send((update, done)) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(r)) => {
+                Box::pin(self.tx.send(r)).await.map_err(|_| stopped())?
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
+        }
         wait.await
-            .map_err(|_| anyhow::anyhow!("the TOTP step writer stopped"))?
+            .map_err(|_| stopped())?
             .map_err(|e| anyhow::anyhow!(e))
     }
 }

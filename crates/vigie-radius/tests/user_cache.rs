@@ -110,3 +110,19 @@ async fn admin_changes_by_another_process_apply_to_cached_users_at_once() {
     assert!(rejected(&out), "reset TOTP accepted: {out}");
     assert_eq!(last_reason(&f, "erin").as_deref(), Some("not enrolled"));
 }
+
+/// Every request runs in its own task, whose allocation holds the
+/// request's whole future. The full path (database reads, argon2, failure
+/// accounting) and a send to a full step-writer queue are boxed inside it,
+/// so a warm accept does not allocate and copy the state of paths it does
+/// not take: 2,272 bytes before, 1,176 after (Rust 1.95).
+#[tokio::test]
+async fn a_request_future_stays_small() {
+    let f = fixture(CodeTransport::Append, true, config()).await;
+    let (raw, _) = signed_request("alice", "pw123456");
+    let src: std::net::SocketAddr = "127.0.0.1:1812".parse().unwrap();
+    let fut = f.server.handle_datagram(&raw, src);
+    let size = std::mem::size_of_val(&fut);
+    eprintln!("request future: {size} bytes");
+    assert!(size <= 1280, "request future is {size} bytes");
+}
