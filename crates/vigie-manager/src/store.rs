@@ -166,6 +166,11 @@ struct Incidents(Vec<OpenIncident>);
 /// Alerts of one host this close to the incident's last one join it.
 const INCIDENT_GAP_MS: i64 = 3_600_000;
 
+/// Most parameters bound in one ingest statement (multi-row VALUES lists,
+/// IN lists): well under SQLite's 32,766 and PostgreSQL's 65,535, and
+/// small enough that one statement does not hold the write lock long.
+const STATEMENT_PARAMS: usize = 500;
+
 impl Incidents {
     /// Put the new alert `a` of batch `b` into an incident: the host's
     /// current one if its last alert is at most an hour older, else the
@@ -243,7 +248,8 @@ impl Incidents {
                     .execute(&mut **tx)
                     .await?;
             }
-            for ids in i.alerts.chunks(500) {
+            // Two parameters besides the ids.
+            for ids in i.alerts.chunks(STATEMENT_PARAMS - 2) {
                 let sql = format!(
                     "UPDATE alerts SET incident_id = {} WHERE org_id = {} AND id IN {}",
                     store.param(1),
@@ -582,7 +588,7 @@ impl Store {
     /// numbers of (events, alerts) newly stored.
     pub async fn ingest(&self, batches: &[IngestBatch]) -> Result<(u64, u64)> {
         const EV_COLS: usize = 10;
-        const CHUNK: usize = 50;
+        const ALERT_COLS: usize = 9;
         let mut tx = self.pool.begin().await?;
         let mut new_events = 0;
         let mut new_alerts = 0;
@@ -591,7 +597,7 @@ impl Store {
         for b in batches {
             rows.extend(b.events.iter().map(|e| (b, e)));
         }
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in rows.chunks(STATEMENT_PARAMS / EV_COLS) {
             let sql = format!(
                 "INSERT INTO events (org_id, id, host_id, time, dataset, action, process_name, process_pid, user_name, doc) VALUES {} ON CONFLICT (org_id, id) DO NOTHING",
                 self.placeholders(1, chunk.len(), EV_COLS)
@@ -619,10 +625,10 @@ impl Store {
             rows.extend(b.alerts.iter().map(|a| (b, a)));
         }
         let mut fresh = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in rows.chunks(STATEMENT_PARAMS / ALERT_COLS) {
             let sql = format!(
                 "INSERT INTO alerts (org_id, id, host_id, time, rule_id, rule_name, level, severity, doc) VALUES {} ON CONFLICT (org_id, id) DO NOTHING RETURNING org_id, id",
-                self.placeholders(1, chunk.len(), 9)
+                self.placeholders(1, chunk.len(), ALERT_COLS)
             );
             let mut q = sqlx::query_as::<_, (String, String)>(&sql);
             for (b, a) in chunk {
