@@ -29,24 +29,24 @@ fn last_reason(f: &Fixture, user: &str) -> Option<String> {
 }
 
 /// Logs `user` in twice (the second time on the warm path) and returns its
-/// base32 secret.
-async fn warm_user(f: &Fixture, user: &str, pw: &str) -> String {
+/// base32 secret and the code of the warm login (a replay must send that
+/// very code: asking oathtool again after a step boundary gives a new one).
+async fn warm_user(f: &Fixture, user: &str, pw: &str) -> (String, String) {
     let b32 = f.user(user, pw).await;
     let out = f
         .radclient(&req(user, &format!("{pw}{}", oathtool(&b32, -1))))
         .await;
     assert!(accepted(&out), "{user} cold login: {out}");
     let warm = f.server.warm_accepts();
-    let out = f
-        .radclient(&req(user, &format!("{pw}{}", oathtool(&b32, 0))))
-        .await;
+    let code = oathtool(&b32, 0);
+    let out = f.radclient(&req(user, &format!("{pw}{code}"))).await;
     assert!(accepted(&out), "{user} warm login: {out}");
     assert_eq!(
         f.server.warm_accepts(),
         warm + 1,
         "{user}: not the warm path"
     );
-    b32
+    (b32, code)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,14 +56,13 @@ async fn admin_changes_by_another_process_apply_to_cached_users_at_once() {
     let (admin, _key) = Store::open_data_dir(f.dir.path()).await.unwrap();
 
     // Replay: the warm login's code again, refused.
-    let b32 = warm_user(&f, "alice", "alice pw").await;
-    let same = oathtool(&b32, 0);
+    let (_, same) = warm_user(&f, "alice", "alice pw").await;
     let out = f.radclient(&req("alice", &format!("alice pw{same}"))).await;
     assert!(rejected(&out), "replayed code accepted: {out}");
     assert_eq!(last_reason(&f, "alice").as_deref(), Some("code reused"));
 
     // Disabled while cached: refused at once; enabled again: accepted.
-    let b32 = warm_user(&f, "bob", "bob pw").await;
+    let (b32, _) = warm_user(&f, "bob", "bob pw").await;
     admin.set_disabled("bob", true).await.unwrap();
     let next = oathtool(&b32, 1);
     let out = f.radclient(&req("bob", &format!("bob pw{next}"))).await;
@@ -74,7 +73,7 @@ async fn admin_changes_by_another_process_apply_to_cached_users_at_once() {
     assert!(accepted(&out), "re-enabled user refused: {out}");
 
     // Locked by another manager (failures counted elsewhere): refused.
-    let b32 = warm_user(&f, "carol", "carol pw").await;
+    let (b32, _) = warm_user(&f, "carol", "carol pw").await;
     let strict = LockoutPolicy {
         max_failures: 1,
         ..LockoutPolicy::default()
@@ -91,7 +90,7 @@ async fn admin_changes_by_another_process_apply_to_cached_users_at_once() {
     assert_eq!(last_reason(&f, "carol").as_deref(), Some("account locked"));
 
     // A new password: the old one refused at once, the new one accepted.
-    let b32 = warm_user(&f, "dave", "old pw").await;
+    let (b32, _) = warm_user(&f, "dave", "old pw").await;
     let hash = vigie_radius::crypto::hash_password(b"new pw").unwrap();
     admin.set_password_hash("dave", &hash).await.unwrap();
     let next = oathtool(&b32, 1);
@@ -102,7 +101,7 @@ async fn admin_changes_by_another_process_apply_to_cached_users_at_once() {
     assert!(accepted(&out), "new password refused: {out}");
 
     // TOTP reset: the old authenticator's codes refused at once.
-    let b32 = warm_user(&f, "erin", "erin pw").await;
+    let (b32, _) = warm_user(&f, "erin", "erin pw").await;
     admin.reset_totp("erin").await.unwrap();
     let out = f
         .radclient(&req("erin", &format!("erin pw{}", oathtool(&b32, 1))))
