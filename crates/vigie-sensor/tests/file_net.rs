@@ -195,3 +195,59 @@ fn ipv6_connect() {
     };
     assert_eq!(n.destination.ip, Some("::1".parse().unwrap()));
 }
+
+/// `noise_paths` drops, in the kernel, the file events whose absolute path
+/// argument lies under a listed prefix: a create (checked on the open's
+/// argument), its write session, a rename, a chmod and an unlink there leave
+/// nothing, while the same actions elsewhere are all reported.
+#[test]
+fn noise_paths_are_dropped_in_the_kernel() {
+    let quiet = tempfile::tempdir().unwrap();
+    let quiet = std::fs::canonicalize(quiet.path()).unwrap();
+    let loud = tempfile::tempdir().unwrap();
+    let loud = std::fs::canonicalize(loud.path()).unwrap();
+    let mut cfg = common::cfg();
+    cfg.noise_paths = vec![format!("{}/", quiet.display())];
+    let mut h = Harness::start(cfg);
+
+    let act = |dir: &std::path::Path| {
+        let a = dir.join("cache.tmp");
+        let b = dir.join("cache.db");
+        std::fs::File::create(&a)
+            .unwrap()
+            .write_all(b"page")
+            .unwrap();
+        std::fs::rename(&a, &b).unwrap();
+        std::fs::set_permissions(&b, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::remove_file(&b).unwrap();
+        (
+            a.to_str().unwrap().to_owned(),
+            b.to_str().unwrap().to_owned(),
+        )
+    };
+    act(&quiet);
+    let (a, b) = act(&loud);
+
+    file_event(&mut h, FileAction::Create, &a).expect("create outside the noise prefix");
+    file_event(&mut h, FileAction::Write, &a).expect("write outside the noise prefix");
+    file_event(&mut h, FileAction::Rename, &b).expect("rename outside the noise prefix");
+    file_event(&mut h, FileAction::Chmod, &b).expect("chmod outside the noise prefix");
+    file_event(&mut h, FileAction::Delete, &b).expect("unlink outside the noise prefix");
+    // The quiet directory's actions came first, from the same thread: had
+    // any been reported, it would be here by now.
+    let quiet = quiet.to_str().unwrap();
+    let leaked: Vec<_> = h
+        .seen
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::File(f) if f.file.path.starts_with(quiet) => {
+                Some(format!("{:?} {}", f.action, f.file.path))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "events under the noise prefix: {leaked:?}"
+    );
+}
