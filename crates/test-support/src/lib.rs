@@ -109,17 +109,53 @@ impl PgCluster {
     }
 }
 
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        // runuser forwards SIGTERM to postgres: a "smart" shutdown.
+impl PgCluster {
+    /// The postmaster's pid, from the first line of `postmaster.pid`.
+    fn postmaster_pid(&self) -> Option<u32> {
+        let pidfile = std::fs::read_to_string(self._dir.path().join("data/postmaster.pid")).ok()?;
+        pidfile.lines().next()?.trim().parse().ok()
+    }
+
+    fn signal(pid: u32, sig: &str) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([sig, &pid.to_string()])
+            .stderr(Stdio::null())
             .status();
-        for _ in 0..50 {
+    }
+
+    /// Waits at most `tenths` × 100 ms for `runuser` (it exits with postgres).
+    fn exited_within(&mut self, tenths: u32) -> bool {
+        for _ in 0..tenths {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // A fast shutdown, asked of the postmaster itself: it disconnects
+        // the clients still there and removes its shared memory. A signal
+        // to runuser instead reaches postgres as SIGTERM (a smart shutdown,
+        // which waits for every client) and, 2 s later, as SIGKILL, which
+        // left /dev/shm/PostgreSQL.* segments behind after each test run.
+        let postmaster = self.postmaster_pid();
+        match postmaster {
+            Some(pid) => Self::signal(pid, "-INT"),
+            None => Self::signal(self.child.id(), "-TERM"),
+        }
+        if self.exited_within(100) {
+            return;
+        }
+        // Immediate shutdown, then no more asking.
+        if let Some(pid) = postmaster {
+            Self::signal(pid, "-QUIT");
+            if self.exited_within(30) {
+                return;
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
