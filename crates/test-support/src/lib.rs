@@ -15,7 +15,7 @@ use std::time::Duration;
 /// and deleted on drop.
 pub struct PgCluster {
     /// The cluster's files, deleted (after `Drop::drop`) with this field.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     child: Child,
     port: u16,
 }
@@ -89,11 +89,7 @@ impl PgCluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pg = PgCluster {
-            _dir: dir,
-            child,
-            port,
-        };
+        let pg = PgCluster { dir, child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 std::thread::sleep(Duration::from_millis(300));
@@ -107,12 +103,10 @@ impl PgCluster {
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
-}
 
-impl PgCluster {
     /// The postmaster's pid, from the first line of `postmaster.pid`.
     fn postmaster_pid(&self) -> Option<u32> {
-        let pidfile = std::fs::read_to_string(self._dir.path().join("data/postmaster.pid")).ok()?;
+        let pidfile = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok()?;
         pidfile.lines().next()?.trim().parse().ok()
     }
 
@@ -138,10 +132,10 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         // A fast shutdown, asked of the postmaster itself: it disconnects
-        // the clients still there and removes its shared memory. A signal
-        // to runuser instead reaches postgres as SIGTERM (a smart shutdown,
-        // which waits for every client) and, 2 s later, as SIGKILL, which
-        // left /dev/shm/PostgreSQL.* segments behind after each test run.
+        // the clients still there and removes its shared memory. A SIGTERM
+        // to runuser (passed on: a smart shutdown, which waits for every
+        // client) did not end cleanly: each run of the agent's manager_e2e
+        // left two /dev/shm/PostgreSQL.* segments behind.
         let postmaster = self.postmaster_pid();
         match postmaster {
             Some(pid) => Self::signal(pid, "-INT"),
