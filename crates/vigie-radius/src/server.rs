@@ -219,6 +219,11 @@ enum Decision {
     },
 }
 
+/// A refusal: why, and at which step of the decision.
+fn reject(reason: &'static str, step: &'static str) -> Decision {
+    Decision::Reject { reason, step }
+}
+
 impl Server {
     pub async fn new(
         store: Store,
@@ -607,7 +612,6 @@ impl Server {
         user: &str,
         calling: Option<&str>,
     ) -> Decision {
-        let reject = |reason, step| Decision::Reject { reason, step };
         if user.is_empty() || crate::store::validate_name("user", user).is_err() {
             return reject("missing or invalid user name", "request");
         }
@@ -654,7 +658,6 @@ impl Server {
         calling: Option<&str>,
         field: Zeroizing<Vec<u8>>,
     ) -> Decision {
-        let reject = |reason, step| Decision::Reject { reason, step };
         let record = match self.store.get_user(user).await {
             Ok(r) => r,
             Err(e) => {
@@ -772,7 +775,6 @@ impl Server {
         client: &Client,
         calling: Option<&str>,
     ) -> Decision {
-        let reject = |reason, step| Decision::Reject { reason, step };
         match code {
             Some(code) => self.check_code(u, &code, client, calling, "totp").await,
             None if client.transport == CodeTransport::Challenge => {
