@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 use vigie_event::{Alert, Event, Payload, Process};
+use vigie_sensor::BatchPool;
 use vigie_uplink::UplinkHandle;
 
 pub(crate) type Output = Option<Box<dyn Write + Send>>;
@@ -103,16 +104,20 @@ impl Drop for EventWriter {
     }
 }
 
-fn writer_loop(reporter: &Reporter, rx: Receiver<Vec<Event>>) {
+fn writer_loop(reporter: &Reporter, rx: Receiver<Vec<Event>>, pool: &BatchPool) {
     let mut buf = Vec::with_capacity(OUTPUT_BUFFER);
     let mut json = EventJson::new();
-    while let Ok(mut batch) = rx.recv() {
+    let mut write = |mut batch: Vec<Event>| {
         reporter.events(&mut batch, &mut buf, &mut json);
+        pool.give(batch);
+    };
+    while let Ok(batch) = rx.recv() {
+        write(batch);
         // Write out whenever the queue is empty: quiet hosts see their
         // events at once, storms get large writes.
         loop {
             match rx.try_recv() {
-                Ok(mut batch) => reporter.events(&mut batch, &mut buf, &mut json),
+                Ok(batch) => write(batch),
                 Err(TryRecvError::Empty) => {
                     reporter.flush();
                     break;
@@ -258,12 +263,13 @@ impl Reporter {
     }
 
     /// Starts the thread that writes telemetry (see [`EventWriter`]).
-    pub(crate) fn spawn_writer(self: &Arc<Self>) -> Result<EventWriter> {
+    /// Written batches go back to `pool`.
+    pub(crate) fn spawn_writer(self: &Arc<Self>, pool: BatchPool) -> Result<EventWriter> {
         let (tx, rx) = sync_channel(WRITER_QUEUE);
         let me = self.clone();
         let thread = std::thread::Builder::new()
             .name("vigie-writer".into())
-            .spawn(move || writer_loop(&me, rx))
+            .spawn(move || writer_loop(&me, rx, &pool))
             .context("start the event writer thread")?;
         Ok(EventWriter {
             tx: Some(tx),

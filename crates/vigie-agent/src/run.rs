@@ -17,7 +17,7 @@ use vigie_detect::behaviour::{Canaries, Ransomware};
 use vigie_event::{Alert, HealthAction, Payload};
 use vigie_respond::policy::Policy;
 use vigie_respond::{ResponseService, ServiceOptions};
-use vigie_sensor::Sensor;
+use vigie_sensor::{BatchPool, EventSink, Sensor};
 use vigie_uplink::{Identity, Uplink, UplinkHandle};
 
 use crate::AgentConfig;
@@ -275,8 +275,10 @@ pub fn run(opts: AgentOptions) -> Result<ExitCode> {
     // in the kernel's ring buffer, which is sized for them and counts what
     // it cannot hold; this queue only smooths the handover.
     let (tx, rx) = sync_channel::<Vec<vigie_event::Event>>(SENSOR_QUEUE);
-    let writer = reporter.spawn_writer()?;
-    let sensor = Sensor::start(cfg.sensor.clone(), tx)?;
+    // The writer hands written batches back for the sensor to refill.
+    let pool = BatchPool::default();
+    let writer = reporter.spawn_writer(pool.clone())?;
+    let sensor = Sensor::start(cfg.sensor.clone(), EventSink::pooled(tx, pool))?;
     let mut st = AgentStatus {
         pid: std::process::id(),
         started: chrono::Utc::now(),
