@@ -192,7 +192,17 @@ impl EventJson {
         let Some(process) = process_mut(ev) else {
             return sonic_rs::to_writer(&mut *buf, &*ev);
         };
-        if !self.last.as_ref().is_some_and(|(p, _)| p == process) {
+        if let Some((last, _)) = self.last.as_mut()
+            && last == process
+        {
+            // The sensor rebuilds the shared parent and ancestors whenever
+            // its process table changes: adopting the new ones keeps the
+            // next comparisons to a pointer comparison (`Arc`'s equality
+            // checks the pointer first) instead of comparing every ancestor
+            // of every event field by field until the process changes.
+            last.parent.clone_from(&process.parent);
+            last.vigie.ancestors.clone_from(&process.vigie.ancestors);
+        } else {
             let mut json = b"\"process\":".to_vec();
             sonic_rs::to_writer(&mut json, &*process)?;
             // vigie-event writes the acting user next to the process.
@@ -488,5 +498,50 @@ mod json_tests {
             assert_eq!(serde_json::to_string(&ev).unwrap(), plain);
         }
         assert_eq!(json.fallbacks, 0, "the placeholder was always found");
+    }
+
+    /// An equal process whose ancestry the sensor rebuilt (new `Arc`s):
+    /// the writer adopts the new ones, so the next event of the process
+    /// compares pointers, not every ancestor.
+    #[test]
+    fn an_equal_process_hands_over_its_shared_ancestry() {
+        use std::sync::Arc;
+        use vigie_event::ProcessSummary;
+        let summary = |id: &str| ProcessSummary {
+            entity_id: id.into(),
+            command_line: "a long command line".into(),
+            ..ProcessSummary::default()
+        };
+        let process = || {
+            let mut p = Process {
+                entity_id: "42-7".into(),
+                parent: Some(Arc::new(summary("1-1"))),
+                ..Process::default()
+            };
+            p.vigie.ancestors = vec![summary("0-0")].into();
+            p
+        };
+        let (first, rebuilt) = (process(), process());
+        assert!(!Arc::ptr_eq(
+            &first.vigie.ancestors,
+            &rebuilt.vigie.ancestors
+        ));
+        let mut json = super::EventJson::new();
+        let mut out = Vec::new();
+        for p in [&first, &rebuilt] {
+            let payload = Payload::File(FileEvent {
+                action: FileAction::Write,
+                file: File::at("/tmp/x"),
+                process: p.clone(),
+            });
+            let mut ev = Event::new(chrono::Utc::now(), Host::named("h"), payload);
+            json.write(&mut ev, &mut out).unwrap();
+        }
+        let (last, _) = json.last.as_ref().unwrap();
+        assert!(Arc::ptr_eq(&last.vigie.ancestors, &rebuilt.vigie.ancestors));
+        assert!(Arc::ptr_eq(
+            last.parent.as_ref().unwrap(),
+            rebuilt.parent.as_ref().unwrap()
+        ));
     }
 }
