@@ -19,7 +19,8 @@
 //!
 //! Main types: [`SensorConfig`] (TOML-friendly settings), [`Sensor`] (a
 //! running sensor; events arrive on the channel given to [`Sensor::start`],
-//! one by one or in batches: [`EventSink`]), [`SensorMode`], [`Scope`].
+//! one by one or in batches: [`EventSink`], whose buffers a [`BatchPool`]
+//! can recycle), [`SensorMode`], [`Scope`].
 
 mod content;
 mod decode;
