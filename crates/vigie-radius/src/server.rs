@@ -811,16 +811,15 @@ impl Server {
         calling: Option<&str>,
         step: &'static str,
     ) -> Decision {
-        let reject = |reason| Decision::Reject { reason, step };
         let Some(sealed) = &u.totp_secret else {
             self.failure(Some(u), client, calling).await;
-            return reject("not enrolled");
+            return reject("not enrolled", step);
         };
         let secret = match self.key.open(sealed, &format!("totp:{}", u.name)) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(user = %u.name, error = %e, "TOTP secret unreadable");
-                return reject("internal error");
+                return reject("internal error", step);
             }
         };
         let accepted = verify_totp(u, &secret, code, u.last_step);
@@ -845,21 +844,22 @@ impl Server {
                         _ => false,
                     };
                     self.failure(Some(u), client, calling).await;
-                    reject(if reused {
+                    let reason = if reused {
                         "code reused"
                     } else {
                         "account changed"
-                    })
+                    };
+                    reject(reason, step)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "recording TOTP step failed");
-                    reject("internal error")
+                    reject("internal error", step)
                 }
             },
             None => {
                 let reused = verify_totp(u, &secret, code, i64::MIN).is_some();
                 self.failure(Some(u), client, calling).await;
-                reject(if reused { "code reused" } else { "wrong code" })
+                reject(if reused { "code reused" } else { "wrong code" }, step)
             }
         }
     }
