@@ -66,8 +66,9 @@ pub enum EventSink {
     /// Up to [`BATCH_MAX`] events per send: under a storm one handover (one
     /// wake-up of the consumer) per batch instead of per event. A batch is
     /// sent as soon as the kernel buffer is empty, so a quiet host sees no
-    /// added delay. New batches come from the pool when there is one.
-    Batches(SyncSender<Vec<Event>>, Option<BatchPool>),
+    /// added delay. New batches come from the pool, which the consumer may
+    /// refill ([`EventSink::pooled`]).
+    Batches(SyncSender<Vec<Event>>, BatchPool),
 }
 
 impl From<SyncSender<Event>> for EventSink {
@@ -78,7 +79,8 @@ impl From<SyncSender<Event>> for EventSink {
 
 impl From<SyncSender<Vec<Event>>> for EventSink {
     fn from(tx: SyncSender<Vec<Event>>) -> Self {
-        EventSink::Batches(tx, None)
+        // A pool nobody gives back to: every batch is a new one.
+        EventSink::Batches(tx, BatchPool::default())
     }
 }
 
@@ -86,7 +88,7 @@ impl EventSink {
     /// Batches taken from `pool`, which the consumer refills with the
     /// batches it is done with ([`BatchPool::give`]).
     pub fn pooled(tx: SyncSender<Vec<Event>>, pool: BatchPool) -> Self {
-        EventSink::Batches(tx, Some(pool))
+        EventSink::Batches(tx, pool)
     }
 
     /// Sends one event on its own (low-rate senders: the fallback sensor).
@@ -99,17 +101,19 @@ impl EventSink {
 }
 
 /// Emptied batches handed back by the last consumer for the sensor to fill
-/// again. A batch's buffer (64 events of several hundred bytes each) is
-/// larger than the allocator's small sizes: freed by the writer thread, its
-/// pages went back to the kernel at once (the agent's allocator keeps no
-/// free pages, for its RSS) and the sensor's next batch faulted them in
-/// again: under a file storm, 78 % of the sensor thread's page faults were
-/// its pushes into new batches.
+/// again. A batch's buffer (64 events of 984 bytes: 62 KB) is larger than
+/// the allocator's small sizes: freed by the writer thread, its pages went
+/// back to the kernel at once (the agent's allocator keeps no free pages,
+/// for its RSS) and the sensor's next batch faulted them in again: under a
+/// file storm, 78 % of the sensor thread's page faults were its pushes
+/// into new batches.
 #[derive(Clone, Default)]
 pub struct BatchPool(Arc<Mutex<Vec<Vec<Event>>>>);
 
-/// Batches a [`BatchPool`] keeps at most: more than can be in flight
-/// between the agent's sensor, detection and writer.
+/// Batches a [`BatchPool`] keeps at most: more than the agent can have in
+/// flight (about ten: four queued for detection, one the sensor waits to
+/// send, one being filled, one in detection, two queued for the writer,
+/// one being written).
 const POOL_MAX: usize = 16;
 
 impl BatchPool {
@@ -189,11 +193,7 @@ impl Batcher {
             if let Some(s) = self.sampler.as_mut() {
                 s.fill_batch(&mut self.batch);
             }
-            let next = match pool {
-                Some(pool) => pool.take(),
-                None => Vec::with_capacity(BATCH_MAX),
-            };
-            let batch = std::mem::replace(&mut self.batch, next);
+            let batch = std::mem::replace(&mut self.batch, pool.take());
             tx.send(batch).map_err(|_| Gone)?;
         }
         Ok(())
