@@ -197,9 +197,10 @@ impl EventJson {
         {
             // The sensor rebuilds the shared parent and ancestors whenever
             // its process table changes: adopting the new ones keeps the
-            // next comparisons to a pointer comparison (`Arc`'s equality
-            // checks the pointer first) instead of comparing every ancestor
-            // of every event field by field until the process changes.
+            // next comparisons to a pointer comparison (the parent's `Arc`
+            // and `ProcessExtra`'s equality check the pointer first) instead
+            // of comparing every ancestor of every event field by field
+            // until the process changes.
             last.parent.clone_from(&process.parent);
             last.vigie.ancestors.clone_from(&process.vigie.ancestors);
         } else {

@@ -183,7 +183,7 @@ pub struct Process {
 }
 
 /// What ECS has no field for.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcessExtra {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,6 +227,43 @@ pub struct ProcessExtra {
 impl ProcessExtra {
     fn is_empty(&self) -> bool {
         *self == ProcessExtra::default()
+    }
+}
+
+/// Derived equality, except that shared ancestors compare by pointer first.
+/// std's `Arc` skips the contents when both point to the same allocation
+/// only for sized types, never for a slice: the agent's writer compares
+/// each event's process with the last one, and every event of a process
+/// carries the same ancestors.
+impl PartialEq for ProcessExtra {
+    fn eq(&self, other: &Self) -> bool {
+        // Exhaustive: a field added to the struct must be compared here.
+        let ProcessExtra {
+            ppid,
+            args_truncated,
+            login_uid,
+            interpreter,
+            exe_memfd,
+            exe_deleted,
+            exe_on_tmp,
+            cgroup,
+            container_id,
+            netns,
+            exit_signal,
+            ancestors,
+        } = self;
+        *ppid == other.ppid
+            && *args_truncated == other.args_truncated
+            && *login_uid == other.login_uid
+            && *interpreter == other.interpreter
+            && *exe_memfd == other.exe_memfd
+            && *exe_deleted == other.exe_deleted
+            && *exe_on_tmp == other.exe_on_tmp
+            && *cgroup == other.cgroup
+            && *container_id == other.container_id
+            && *netns == other.netns
+            && *exit_signal == other.exit_signal
+            && (Arc::ptr_eq(ancestors, &other.ancestors) || **ancestors == *other.ancestors)
     }
 }
 

@@ -480,3 +480,37 @@ fn field_mapping_doc_is_current() {
         "run with VIGIE_BLESS=1 to regenerate docs/fields.md"
     );
 }
+
+#[test]
+fn processes_compare_by_content_whether_or_not_they_share_ancestors() {
+    let ancestor = |name: &str| ProcessSummary {
+        entity_id: format!("{name}@1"),
+        name: name.into(),
+        ..Default::default()
+    };
+    let mut a = process();
+    a.vigie.ancestors = vec![ancestor("bash"), ancestor("init")].into();
+    let shared = a.clone();
+    assert!(std::sync::Arc::ptr_eq(
+        &a.vigie.ancestors,
+        &shared.vigie.ancestors
+    ));
+    assert_eq!(a, shared);
+
+    // The same ancestors rebuilt (another allocation) are still equal...
+    let mut rebuilt = a.clone();
+    rebuilt.vigie.ancestors = vec![ancestor("bash"), ancestor("init")].into();
+    assert_eq!(a, rebuilt);
+    // ...and other ancestors are not.
+    let mut other = a.clone();
+    other.vigie.ancestors = vec![ancestor("bash"), ancestor("sshd")].into();
+    assert_ne!(a, other);
+
+    // Every other field of the extras still counts next to shared ancestors.
+    let mut moved = a.clone();
+    moved.vigie.netns = Some(1);
+    assert_ne!(a, moved);
+    let mut container = a.clone();
+    container.vigie.container_id = Some("abc".into());
+    assert_ne!(a, container);
+}
