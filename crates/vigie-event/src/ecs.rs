@@ -117,24 +117,94 @@ pub(crate) fn direction(a: NetworkAction) -> &'static str {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct Meta<'a> {
+/// The `event` section as read: what parsing needs (other keys, such as
+/// `kind`, `category` and `type`, follow from the dataset and action).
+#[derive(Deserialize, Default)]
+struct Meta {
     #[serde(default)]
     id: Option<Uuid>,
-    #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    category: Vec<String>,
-    #[serde(default, rename = "type")]
-    kind_types: Vec<String>,
     #[serde(default)]
     action: Option<String>,
     #[serde(default)]
     dataset: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     outcome: Option<Outcome>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+}
+
+/// The `event` section as written, borrowed from the payload's static names (every event written
+/// would otherwise allocate its category, type, action and dataset).
+#[derive(Serialize)]
+struct MetaOut {
+    id: Uuid,
+    kind: &'static str,
+    category: &'static [&'static str],
+    #[serde(rename = "type")]
+    kind_types: &'static [&'static str],
+    action: &'static str,
+    dataset: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     severity: Option<u8>,
+}
+
+/// A time as chrono serialises a `DateTime<Utc>` (RFC 3339, `Z`, the
+/// fraction in 0, 3, 6 or 9 digits, whichever is the shortest exact),
+/// written directly: chrono goes through `core::fmt` a character at a
+/// time, which was about 5 % of the agent's CPU under a file storm.
+/// Years outside 0..=9999 and leap seconds go to chrono.
+pub(crate) struct Timestamp<'a>(pub(crate) &'a DateTime<Utc>);
+
+impl Serialize for Timestamp<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 30];
+        match rfc3339(self.0, &mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => self.0.serialize(s),
+        }
+    }
+}
+
+fn rfc3339<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 30]) -> Option<&'b str> {
+    use chrono::{Datelike as _, Timelike as _};
+    let (year, nano) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        return None;
+    }
+    let year = year as u32;
+    let two = |b: &mut [u8; 30], at: usize, v: u32| {
+        b[at] = b'0' + (v / 10) as u8;
+        b[at + 1] = b'0' + (v % 10) as u8;
+    };
+    two(buf, 0, year / 100);
+    two(buf, 2, year % 100);
+    buf[4] = b'-';
+    two(buf, 5, t.month());
+    buf[7] = b'-';
+    two(buf, 8, t.day());
+    buf[10] = b'T';
+    two(buf, 11, t.hour());
+    buf[13] = b':';
+    two(buf, 14, t.minute());
+    buf[16] = b':';
+    two(buf, 17, t.second());
+    let (digits, mut fraction) = match nano {
+        0 => (0, 0),
+        n if n % 1_000_000 == 0 => (3, n / 1_000_000),
+        n if n % 1_000 == 0 => (6, n / 1_000),
+        n => (9, n),
+    };
+    let mut end = 19;
+    if digits > 0 {
+        buf[end] = b'.';
+        for i in (0..digits).rev() {
+            buf[end + 1 + i] = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        end += 1 + digits;
+    }
+    buf[end] = b'Z';
+    std::str::from_utf8(&buf[..=end]).ok()
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -174,16 +244,16 @@ impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = &self.payload;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("@timestamp", &self.time)?;
+        map.serialize_entry("@timestamp", &Timestamp(&self.time))?;
         map.serialize_entry(
             "event",
-            &Meta {
-                id: Some(self.id),
-                kind: Some("event".into()),
-                category: categories(p).iter().map(|c| c.to_string()).collect(),
-                kind_types: types(p).iter().map(|t| t.to_string()).collect(),
-                action: Some(action(p).into()),
-                dataset: Some(dataset(p).into()),
+            &MetaOut {
+                id: self.id,
+                kind: "event",
+                category: categories(p),
+                kind_types: types(p),
+                action: action(p),
+                dataset: dataset(p),
                 outcome: outcome(p),
                 severity: None,
             },
@@ -247,8 +317,7 @@ impl Serialize for Event {
 struct Doc<'a> {
     #[serde(rename = "@timestamp")]
     timestamp: DateTime<Utc>,
-    #[serde(borrow)]
-    event: Meta<'a>,
+    event: Meta,
     #[serde(default)]
     host: Host,
     process: Option<Process>,
@@ -438,16 +507,16 @@ pub struct AlertParts<'a, E, R: ?Sized = RuleRef> {
 impl<E: Serialize, R: Serialize + ?Sized> Serialize for AlertParts<'_, E, R> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("@timestamp", &self.time)?;
+        map.serialize_entry("@timestamp", &Timestamp(&self.time))?;
         map.serialize_entry(
             "event",
-            &Meta {
-                id: Some(self.id),
-                kind: Some("alert".into()),
-                category: vec!["intrusion_detection".into()],
-                kind_types: vec!["info".into()],
-                action: Some("detection".into()),
-                dataset: Some("vigie.alert".into()),
+            &MetaOut {
+                id: self.id,
+                kind: "alert",
+                category: &["intrusion_detection"],
+                kind_types: &["info"],
+                action: "detection",
+                dataset: "vigie.alert",
                 outcome: None,
                 severity: Some(self.rule.level.unwrap_or(Level::Medium).severity()),
             },
@@ -485,11 +554,10 @@ impl<E: Serialize, R: Serialize + ?Sized> Serialize for AlertParts<'_, E, R> {
 }
 
 #[derive(Deserialize)]
-struct AlertDoc<'a> {
+struct AlertDoc {
     #[serde(rename = "@timestamp")]
     timestamp: DateTime<Utc>,
-    #[serde(borrow)]
-    event: Meta<'a>,
+    event: Meta,
     #[serde(default)]
     host: Host,
     rule: RuleRef,
@@ -513,4 +581,52 @@ pub fn parse_alert(json: &str) -> Result<Alert, EcsError> {
         rule: doc.rule,
         events,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    /// The fast path writes what chrono writes, and the rest is chrono's.
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let chrono_json = |t: &DateTime<Utc>| serde_json::to_string(t).unwrap();
+        let ours = |t: &DateTime<Utc>| serde_json::to_string(&Timestamp(t)).unwrap();
+        let mut checked = 0;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..20_000u64 {
+            // xorshift: spread over 0000..=9999 and every fraction shape.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = (x % 315_537_897_600) as i64 - 62_167_219_200; // 0000-01-01 .. 9999-12-31
+            let nanos = match i % 5 {
+                0 => 0,
+                1 => (x >> 40) as u32 % 1_000 * 1_000_000,
+                2 => (x >> 34) as u32 % 1_000_000 * 1_000,
+                3 => (x >> 32) as u32 % 1_000_000_000,
+                _ => 1,
+            };
+            let t = Utc.timestamp_opt(secs, nanos).unwrap();
+            assert_eq!(ours(&t), chrono_json(&t), "{secs} s {nanos} ns");
+            checked += 1;
+        }
+        assert_eq!(checked, 20_000);
+        // Chrono's own path: years past 9999 or before 0, a leap second.
+        let far = Utc.with_ymd_and_hms(12_345, 6, 7, 8, 9, 10).unwrap();
+        let before = Utc.with_ymd_and_hms(-44, 3, 15, 12, 0, 0).unwrap();
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        for t in [far, before, leap] {
+            assert_eq!(ours(&t), chrono_json(&t));
+        }
+        assert_eq!(
+            ours(&Utc.with_ymd_and_hms(2026, 11, 29, 3, 4, 5).unwrap()),
+            "\"2026-11-29T03:04:05Z\""
+        );
+    }
 }
