@@ -131,8 +131,9 @@ struct Meta {
     outcome: Option<Outcome>,
 }
 
-/// The `event` section as written, borrowed from the payload's static names (every event written
-/// would otherwise allocate its category, type, action and dataset).
+/// The `event` section as written, borrowed from the payload's static
+/// names (every event written would otherwise allocate its category, type,
+/// action and dataset).
 #[derive(Serialize)]
 struct MetaOut {
     id: Uuid,
