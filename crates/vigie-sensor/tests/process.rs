@@ -16,6 +16,8 @@ fn exec_of_sh_has_argv_cwd_parent_chain_and_sha256() {
     let mut h = Harness::start(common::cfg());
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("vigie-exec-{}", std::process::id());
+    // The child is forked from this thread and has its comm until it execs.
+    let spawner_comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
     let child = Command::new("/bin/sh")
         .args(["-c", &format!("echo {marker} > /dev/null; exit 3")])
         .current_dir(dir.path())
@@ -32,6 +34,15 @@ fn exec_of_sh_has_argv_cwd_parent_chain_and_sha256() {
         unreachable!()
     };
     let p = &pe.process;
+    // The header's comm: the current task's (exec) and the new child's (fork).
+    assert_eq!(p.name, "sh");
+    let fork = h
+        .wait_for(T, |e| matches!(&e.payload, Payload::Process(x) if x.action == ProcessAction::Fork && x.process.pid == pid))
+        .expect("fork event");
+    let Payload::Process(fe) = &fork.payload else {
+        unreachable!()
+    };
+    assert_eq!(fe.process.name, spawner_comm.trim_end_matches('\n'));
     assert_eq!(
         p.args,
         vec![
