@@ -154,7 +154,7 @@ struct MetaOut {
 /// written directly: chrono goes through `core::fmt` a character at a
 /// time, which was about 5 % of the agent's CPU under a file storm.
 /// Years outside 0..=9999 and leap seconds go to chrono.
-pub(crate) struct Timestamp<'a>(pub(crate) &'a DateTime<Utc>);
+struct Timestamp<'a>(&'a DateTime<Utc>);
 
 impl Serialize for Timestamp<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

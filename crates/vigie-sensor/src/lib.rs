@@ -100,8 +100,8 @@ impl EventSink {
     }
 }
 
-/// Emptied batches handed back by the last consumer for the sensor to fill
-/// again. A batch's buffer (64 events of 984 bytes: 62 KB) is larger than
+/// Batches handed back by the last consumer for the sensor to empty and
+/// fill again. A batch's buffer (64 events of 984 bytes: 62 KB) is larger than
 /// the allocator's small sizes: freed by the writer thread, its pages went
 /// back to the kernel at once (the agent's allocator keeps no free pages,
 /// for its RSS) and the sensor's next batch faulted them in again: under a
