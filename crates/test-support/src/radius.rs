@@ -65,12 +65,23 @@ pub fn radclient_with_timeout(
 }
 
 /// A TOTP code from oathtool, `offset` steps (of 30 s) from now.
+///
+/// Never in the last 3 s of a step: the server accepts the steps next to
+/// its own, so a code for the previous step (`offset` -1) asked for just
+/// before a step ends is two steps old by the time a loaded machine checks
+/// it, and a login the test expects to pass is refused. It waits for the
+/// next step instead.
 pub fn oathtool(secret_b32: &str, offset: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + offset * 30;
+    let since_epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    let into_step = since_epoch().as_millis() % 30_000;
+    if into_step >= 27_000 {
+        std::thread::sleep(Duration::from_millis((30_000 - into_step) as u64 + 50));
+    }
+    let now = since_epoch().as_secs() as i64 + offset * 30;
     let out = Command::new("oathtool")
         .args(["--totp", "-b", "-N", &format!("@{now}"), secret_b32])
         .output()
