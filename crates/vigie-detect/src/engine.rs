@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use rsigma_eval::{
-    CompiledDetection, CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode,
-    EvaluationResult, ResultBody,
+    CompiledRule, CorrelationConfig, CorrelationEngine, CorrelationEventMode, EvaluationResult,
+    ResultBody,
 };
 use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, SigmaRule};
 use serde_json::Value;
 use vigie_event::{Alert, Event, Fields, Level, LogSource, RuleRef};
 
 use crate::adapter::SigmaView;
+use crate::gate::{Gate, Scratch};
 use crate::kept::{KeptEvents, MAX_KEPT};
 use crate::load::{self, Item, Parsed, Source};
 use crate::report::{LoadReport, RuleStatus};
@@ -40,52 +41,25 @@ struct RuleMeta {
     rule: RuleRef,
 }
 
-/// Groups of at most this many rules may be evaluated rule by rule
-/// ([`rule_by_rule`]).
-const SMALL_GROUP: usize = 8;
-
-/// Whether a group's rules are better evaluated one by one with rsigma's
-/// `evaluate_rule` than through its engine. The engine's candidate index
-/// scans the event's indexed values whatever the group's size: for a
-/// handful of rules, evaluating each costs less (callgrind over SigmaHQ's
-/// Windows rules). Not when a rule has keywords: evaluated directly they
-/// test every string of every event, where the index's keyword automaton
-/// rules most events out in one pass. Same results either way: the index
-/// only leaves out rules that cannot match, and both go in rule order.
-fn rule_by_rule(rules: &[CompiledRule]) -> bool {
-    fn has_keywords(d: &CompiledDetection) -> bool {
-        match d {
-            CompiledDetection::Keywords(_) => true,
-            CompiledDetection::AllOf(items) => items.iter().any(|i| i.field.is_none()),
-            CompiledDetection::AnyOf(subs) | CompiledDetection::And(subs) => {
-                subs.iter().any(has_keywords)
-            }
-            _ => false,
-        }
-    }
-    rules.len() <= SMALL_GROUP
-        && !rules
-            .iter()
-            .any(|r| r.detections.values().any(has_keywords))
-}
-
-/// Rules with the same logsource, in one rsigma engine.
+/// Rules with the same logsource, ready for rsigma's `evaluate_rule`
+/// behind their [`Gate`].
 ///
-/// The engine is built when the first event of its logsource arrives, not at
-/// load time: rsigma 0.23 indexes each group with Aho-Corasick DFAs
-/// (hard-coded, no smaller automaton can be chosen), which for SigmaHQ's
-/// Windows rules take about 130 MB, 56 MB of them for the 10 `driver_load`
-/// rules (hash lists) alone. A hunt over logs without driver loads, or a
-/// Linux agent, never pays for the groups it does not see.
+/// Prepared when the first event of its logsource arrives, not at load
+/// time: a hunt over logs without driver loads, or a Linux agent, never
+/// pays for the groups it does not see.
 struct Group {
     product: Option<String>,
     category: Option<String>,
     service: Option<String>,
-    /// The compiled rules and the filters to apply, until the engine is built.
+    /// The compiled rules and the filters to apply, until prepared.
     pending: Mutex<Option<PendingGroup>>,
-    engine: OnceLock<rsigma_eval::Engine>,
-    /// Whether the group is evaluated rule by rule ([`rule_by_rule`]).
-    direct: OnceLock<bool>,
+    prepared: OnceLock<Prepared>,
+}
+
+/// A group's rules as evaluated (lowered, filters applied) and their gate.
+struct Prepared {
+    rules: Vec<CompiledRule>,
+    gate: Gate,
 }
 
 /// A group's compiled rules and the filters to apply to them.
@@ -99,8 +73,7 @@ impl Group {
             category,
             service,
             pending: Mutex::new(Some((rules, Vec::new()))),
-            engine: OnceLock::new(),
-            direct: OnceLock::new(),
+            prepared: OnceLock::new(),
         }
     }
 
@@ -111,10 +84,11 @@ impl Group {
         }
     }
 
-    /// The group's engine, built on first use (once, even when several
-    /// threads ask at the same time); `build_nanos` adds the time it took.
-    fn engine(&self, build_nanos: &AtomicU64) -> &rsigma_eval::Engine {
-        self.engine.get_or_init(|| {
+    /// The group's rules and gate, prepared on first use (once, even when
+    /// several threads ask at the same time); `build_nanos` adds the time
+    /// it took.
+    fn prepared(&self, build_nanos: &AtomicU64) -> &Prepared {
+        self.prepared.get_or_init(|| {
             let started = Instant::now();
             let taken = self
                 .pending
@@ -129,30 +103,48 @@ impl Group {
                 crate::lowered::rewrite(rule);
             }
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut engine = rsigma_eval::Engine::new();
-                engine.extend_compiled_rules(rules);
-                for filter in &filters {
-                    // Checked at load time (see `check_filter`).
-                    if let Err(err) = engine.apply_filter(filter) {
-                        tracing::error!(filter = %filter.title, "filter not applied: {err}");
-                    }
-                }
-                engine
+                let rules = with_filters(rules, &filters);
+                let gate = Gate::build(&rules);
+                Prepared { rules, gate }
             }));
-            let engine = built.unwrap_or_else(|_| {
+            let prepared = built.unwrap_or_else(|_| {
                 // A panic must not take the stream down; these rules are lost.
                 tracing::error!(
-                    "building the rule index of {:?}/{:?}/{:?} panicked; its rules are skipped",
+                    "preparing the rules of {:?}/{:?}/{:?} panicked; they are skipped",
                     self.product,
                     self.category,
                     self.service
                 );
-                rsigma_eval::Engine::new()
+                Prepared {
+                    rules: Vec::new(),
+                    gate: Gate::build(&[]),
+                }
             });
             build_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            engine
+            prepared
         })
     }
+}
+
+/// The rules as rsigma's filters rewrite them (their detections added,
+/// each condition and-ed with the filter's). rsigma applies filters only
+/// inside an engine, which then builds its own candidate index: that index
+/// (about 130 MB of automata for SigmaHQ's Windows rules) would go unused
+/// beside the gate, so an engine is made only for a group with filters,
+/// and dropped once it has given the rules back.
+fn with_filters(rules: Vec<CompiledRule>, filters: &[Arc<FilterRule>]) -> Vec<CompiledRule> {
+    if filters.is_empty() {
+        return rules;
+    }
+    let mut engine = rsigma_eval::Engine::new();
+    engine.extend_compiled_rules(rules);
+    for filter in filters {
+        // Checked at load time (see `check_filter`).
+        if let Err(err) = engine.apply_filter(filter) {
+            tracing::error!(filter = %filter.title, "filter not applied: {err}");
+        }
+    }
+    engine.rules().to_vec()
 }
 
 /// rsigma copies a rule's title and tags into every match; Vigie reads its
@@ -211,6 +203,10 @@ pub struct Engine {
 pub struct Detector {
     shared: Arc<Shared>,
     routes: HashMap<LogSource, Box<[u32]>>,
+    /// The gate's buffers, by group (grown on first use).
+    scratch: Vec<Scratch>,
+    /// Whether the gate picks the rules to evaluate ([`Detector::set_gate`]).
+    gated: bool,
     correlation: Option<CorrelationEngine>,
     /// The events correlation windows refer to (rsigma keeps their ids).
     kept: KeptEvents,
@@ -293,7 +289,7 @@ impl Engine {
                 scope.spawn(|| {
                     while let Some(group) = shared.groups.get(next.fetch_add(1, Ordering::Relaxed))
                     {
-                        group.engine(&shared.build_nanos);
+                        group.prepared(&shared.build_nanos);
                     }
                 });
             }
@@ -310,7 +306,7 @@ impl Engine {
     /// had their index built.
     pub fn groups_built(&self) -> (usize, usize) {
         let groups = &self.detector.shared.groups;
-        let built = groups.iter().filter(|g| g.engine.get().is_some()).count();
+        let built = groups.iter().filter(|g| g.prepared.get().is_some()).count();
         (groups.len(), built)
     }
 }
@@ -707,9 +703,21 @@ impl Detector {
         Detector {
             shared,
             routes: HashMap::new(),
+            scratch: Vec::new(),
+            gated: true,
             correlation,
             kept: KeptEvents::new(horizon, MAX_KEPT),
         }
+    }
+
+    /// Whether the rule gate picks the rules each event is evaluated
+    /// against (the default), or every rule routed to the event's logsource
+    /// is evaluated. Turning it off changes no result, only the cost: it is
+    /// there to check exactly that (SigmaHQ's samples are hunted both ways
+    /// in vigie-hunt's tests), and to rule the gate out when a detection
+    /// seems missed.
+    pub fn set_gate(&mut self, on: bool) {
+        self.gated = on;
     }
 
     fn fresh(&self) -> Detector {
@@ -776,26 +784,34 @@ impl Detector {
             // index) is not needed.
             return Vec::new();
         }
+        let gated = self.gated;
         let reference = self.kept.next_reference();
         let view = SigmaView::new(event, reference);
         let mut results: Vec<EvaluationResult> = Vec::new();
         for &g in route {
             let group = &self.shared.groups[g as usize];
-            let engine = group.engine(&self.shared.build_nanos);
+            let prepared = group.prepared(&self.shared.build_nanos);
+            if self.scratch.len() <= g as usize {
+                self.scratch.resize_with(g as usize + 1, Scratch::default);
+            }
+            let scratch = &mut self.scratch[g as usize];
             // A bug in the engine on one odd event must not stop the stream.
             let found = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if *group.direct.get_or_init(|| rule_by_rule(engine.rules())) {
-                    engine
-                        .rules()
-                        .iter()
-                        .filter_map(|r| rsigma_eval::evaluate_rule(r, &view))
-                        .collect()
-                } else {
-                    engine.evaluate(&view)
+                let evaluate = |r: &CompiledRule| rsigma_eval::evaluate_rule(r, &view);
+                if !gated {
+                    return prepared.rules.iter().filter_map(evaluate).collect();
                 }
+                prepared.gate.candidates(&view, scratch);
+                scratch
+                    .candidates
+                    .iter()
+                    .filter_map(|&r| evaluate(&prepared.rules[r as usize]))
+                    .collect::<Vec<_>>()
             })) {
                 Ok(found) => found,
                 Err(_) => {
+                    // Its bits may be left half set: start it afresh.
+                    self.scratch[g as usize] = Scratch::default();
                     tracing::error!(event = %event.id, "rule evaluation panicked; event skipped for this rule group");
                     continue;
                 }

@@ -13,9 +13,9 @@
 //!   rules are shared (`Arc`) by every detector of an engine, so threads
 //!   hunting different files each take [`Engine::detector`] without
 //!   compiling anything again. Correlations count within one detector.
-//!   Each logsource group's index (rsigma's Aho-Corasick DFAs) is built on
-//!   the first event of that logsource, once, for all detectors;
-//!   [`Engine::prepare_all`] builds them all up front.
+//!   Each logsource group's gate is built on the first event of that
+//!   logsource, once, for all detectors; [`Engine::prepare_all`] builds
+//!   them all up front.
 //! * [`Match`]: a rule that fired, from [`Detector::matches`], without a
 //!   copy of the event ([`Detector::process`] makes the alerts).
 //! * [`LoadReport`]: one [`RuleEntry`] per rule document (path, line, id,
@@ -29,8 +29,11 @@
 //!
 //! Two ways of using rsigma's public API for speed, both exact: detection
 //! items that compare strings case-insensitively read their field
-//! lowercased once per event (`lowered.rs`), and groups of at most 8 rules
-//! without keywords skip rsigma's candidate index (`engine.rs`).
+//! lowercased once per event (`lowered.rs`), and a gate in front of
+//! rsigma's `evaluate_rule` (`gate.rs`, in place of rsigma's candidate
+//! index) turns each rule into a formula of cheap facts about the event
+//! that its match implies, so most rules that cannot match are never
+//! evaluated ([`Detector::set_gate`] turns it off, for checks).
 //!
 //! Routing: a rule sees an event only when every logsource field the rule
 //! names (product, category, service) is present and equal in the event's
@@ -42,6 +45,7 @@
 mod adapter;
 pub mod behaviour;
 mod engine;
+mod gate;
 mod kept;
 mod load;
 mod lowered;
