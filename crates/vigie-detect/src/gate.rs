@@ -47,6 +47,14 @@ use rsigma_parser::{ConditionExpr, Quantifier};
 /// value contains them.
 const MIN_REGEX_LITERAL: usize = 2;
 
+/// Larger literal sets are searched with a contiguous NFA rather than a
+/// DFA: SigmaHQ's 5,634 command-line literals made a 35 MB DFA, whose cache
+/// misses cost more than the NFA's extra steps (first pass over the
+/// detection benchmark's events: 378 and 462 ms against 505 and 522 ms
+/// with DFAs only, alternated twice), and the hunt's peak RSS drops by
+/// about 30 MB.
+const DFA_MAX_NEEDLES: usize = 300;
+
 /// Cap on one automaton's patterns; past it a field keeps only presence
 /// (its substring atoms are then treated as always true).
 const MAX_NEEDLES: usize = 1 << 16;
@@ -509,7 +517,11 @@ impl Needles {
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
+            .kind(Some(if patterns.len() > DFA_MAX_NEEDLES {
+                AhoCorasickKind::ContiguousNFA
+            } else {
+                AhoCorasickKind::DFA
+            }))
             .build(&patterns)
             .or_else(|_| {
                 AhoCorasick::builder()
@@ -525,17 +537,17 @@ impl Needles {
     }
 
     /// `value` as it is; folded here when it is not ASCII.
-    fn scan(&self, value: &str, state: &mut State) {
+    fn scan(&self, value: &str, bits: &mut StateBits) {
         if value.is_ascii() {
-            self.scan_folded(value, state);
+            self.scan_folded(value, bits);
         } else {
-            self.scan_folded(&ascii_lowercase_cow(value), state);
+            self.scan_folded(&ascii_lowercase_cow(value), bits);
         }
     }
 
-    fn scan_folded(&self, value: &str, state: &mut State) {
+    fn scan_folded(&self, value: &str, bits: &mut StateBits) {
         for m in self.automaton.find_overlapping_iter(value) {
-            state.learn(self.atoms[m.pattern().as_usize()], true);
+            bits.learn(self.atoms[m.pattern().as_usize()], true);
         }
     }
 }
@@ -576,6 +588,9 @@ struct Probe {
 /// most rules fail on their first other atom.
 pub(crate) struct Gate {
     fields: Vec<String>,
+    /// By field: whether it is a lowered alias (`crate::lowered`), whose
+    /// values come folded.
+    lowered: Vec<bool>,
     probes: Vec<Probe>,
     keywords: Option<Needles>,
     atoms: Vec<AtomCheck>,
@@ -613,36 +628,85 @@ struct State<'s, 'e> {
     texts: Vec<Option<Texts<'e>>>,
 }
 
+/// A field's texts for one event.
 #[derive(Default)]
 struct Texts<'e> {
     present: bool,
-    raw: Vec<Cow<'e, str>>,
-    folded: Option<Vec<Cow<'e, str>>>,
+    raw: TextList<'e>,
+    folded: Folded<'e>,
+}
+
+/// Most fields hold one string: no list is allocated for it.
+#[derive(Default)]
+enum TextList<'e> {
+    #[default]
+    Empty,
+    One(Cow<'e, str>),
+    Many(Vec<Cow<'e, str>>),
+}
+
+impl<'e> TextList<'e> {
+    fn as_slice(&self) -> &[Cow<'e, str>] {
+        match self {
+            TextList::Empty => &[],
+            TextList::One(t) => std::slice::from_ref(t),
+            TextList::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, t: Cow<'e, str>) {
+        *self = match std::mem::take(self) {
+            TextList::Empty => TextList::One(t),
+            TextList::One(first) => TextList::Many(vec![first, t]),
+            TextList::Many(mut v) => {
+                v.push(t);
+                TextList::Many(v)
+            }
+        };
+    }
+}
+
+/// The folded texts: not computed yet, the raw ones (nothing to fold, or a
+/// lowered alias field), or their own copy.
+#[derive(Default)]
+enum Folded<'e> {
+    #[default]
+    Unknown,
+    Raw,
+    Own(TextList<'e>),
 }
 
 impl<'e> Texts<'e> {
     fn folded(&mut self) -> &[Cow<'e, str>] {
-        let raw = &self.raw;
-        self.folded.get_or_insert_with(|| {
-            raw.iter()
-                .map(|t| match ascii_lowercase_cow(t) {
-                    Cow::Borrowed(_) => t.clone(),
-                    Cow::Owned(o) => Cow::Owned(o),
-                })
-                .collect()
-        })
+        if let Folded::Unknown = self.folded {
+            let changes =
+                |t: &Cow<'e, str>| !t.is_ascii() || t.bytes().any(|b| b.is_ascii_uppercase());
+            self.folded = if self.raw.as_slice().iter().any(changes) {
+                let mut own = TextList::Empty;
+                for t in self.raw.as_slice() {
+                    own.push(Cow::Owned(ascii_lowercase_cow(t).into_owned()));
+                }
+                Folded::Own(own)
+            } else {
+                Folded::Raw
+            };
+        }
+        match &self.folded {
+            Folded::Own(own) => own.as_slice(),
+            _ => self.raw.as_slice(),
+        }
     }
 }
 
-impl State<'_, '_> {
+impl StateBits {
     fn learn(&mut self, atom: u32, value: bool) {
         let (w, m) = ((atom / 64) as usize, 1u64 << (atom % 64));
-        if self.bits.known[w] & m == 0 {
-            self.bits.known[w] |= m;
-            self.bits.touched.push(atom);
+        if self.known[w] & m == 0 {
+            self.known[w] |= m;
+            self.touched.push(atom);
         }
         if value {
-            self.bits.value[w] |= m;
+            self.value[w] |= m;
         }
     }
 }
@@ -782,8 +846,13 @@ impl Gate {
         for (a, _) in first.iter().enumerate().filter(|(_, f)| **f) {
             first_pass[a / 64] |= 1 << (a % 64);
         }
+        let lowered = fields
+            .iter()
+            .map(|f| crate::lowered::aliased(f).is_some())
+            .collect();
         Gate {
             fields,
+            lowered,
             probes,
             keywords,
             atoms,
@@ -817,34 +886,30 @@ impl Gate {
 
         // First pass: the filing atoms.
         for probe in &self.probes {
-            let texts = self.texts(event, probe.field, &mut state);
+            let texts = self.texts(event, probe.field, &mut state.texts);
             if !texts.present {
                 continue;
             }
-            let mut found: Vec<u32> = Vec::new();
+            let bits = &mut *state.bits;
             if let Some(a) = probe.present {
-                found.push(a);
+                bits.learn(a, true);
             }
             if !probe.equals.is_empty() {
                 for t in texts.folded() {
                     if let Some(&a) = probe.equals.get(t.as_ref()) {
-                        found.push(a);
+                        bits.learn(a, true);
                     }
                 }
             }
-            for a in found {
-                state.learn(a, true);
-            }
             if let Some(n) = &probe.contains {
-                let texts = state.texts[probe.field as usize].take().unwrap_or_default();
-                for t in &texts.raw {
-                    n.scan(t, &mut state);
+                for t in texts.raw.as_slice() {
+                    n.scan(t, bits);
                 }
-                state.texts[probe.field as usize] = Some(texts);
             }
         }
         if let Some(k) = &self.keywords {
-            event.visit_string_values(&mut |s| k.scan(s, &mut state));
+            let bits = &mut *state.bits;
+            event.visit_string_values(&mut |s| k.scan(s, bits));
         }
 
         // The rules filed under an atom that holds, then those always
@@ -885,21 +950,25 @@ impl Gate {
         &self,
         event: &'e impl SigmaEvent,
         f: u32,
-        state: &'a mut State<'_, 'e>,
+        texts: &'a mut [Option<Texts<'e>>],
     ) -> &'a mut Texts<'e> {
-        state.texts[f as usize].get_or_insert_with(|| {
-            match event.get_field(&self.fields[f as usize]) {
-                Some(value) => {
-                    let mut raw = Vec::new();
-                    into_texts(value, &mut raw);
-                    Texts {
-                        present: true,
-                        raw,
-                        folded: None,
-                    }
+        texts[f as usize].get_or_insert_with(|| match event.get_field(&self.fields[f as usize]) {
+            Some(value) => {
+                let mut raw = TextList::Empty;
+                into_texts(value, &mut raw);
+                Texts {
+                    present: true,
+                    raw,
+                    // A lowered alias field's value is folded already
+                    // (crate::lowered).
+                    folded: if self.lowered[f as usize] {
+                        Folded::Raw
+                    } else {
+                        Folded::Unknown
+                    },
                 }
-                None => Texts::default(),
             }
+            None => Texts::default(),
         })
     }
 
@@ -930,13 +999,13 @@ impl Gate {
                 });
                 found
             }
-            Check::Present => self.texts(event, check.field, state).present,
+            Check::Present => self.texts(event, check.field, &mut state.texts).present,
             Check::Equals(v) => {
-                let texts = self.texts(event, check.field, state);
+                let texts = self.texts(event, check.field, &mut state.texts);
                 texts.present && texts.folded().iter().any(|t| t.as_ref() == v.as_ref())
             }
             Check::Contains(finder) => {
-                let texts = self.texts(event, check.field, state);
+                let texts = self.texts(event, check.field, &mut state.texts);
                 texts.present
                     && texts
                         .folded()
@@ -947,7 +1016,7 @@ impl Gate {
                 .get_field(&self.fields[check.field as usize])
                 .is_some_and(|v| m.matches(&v, event)),
         };
-        state.learn(a, value);
+        state.bits.learn(a, value);
         value
     }
 
@@ -983,7 +1052,7 @@ fn assume_true(f: Formula, atoms: &[u32]) -> Formula {
 
 /// Every text a matcher compares a value by, as rsigma coerces it: strings
 /// as they are, numbers and booleans by their text, lists member by member.
-fn into_texts<'e>(value: EventValue<'e>, out: &mut Vec<Cow<'e, str>>) {
+fn into_texts<'e>(value: EventValue<'e>, out: &mut TextList<'e>) {
     match value {
         EventValue::Str(s) => out.push(s),
         EventValue::Int(n) => out.push(Cow::Owned(n.to_string())),
