@@ -372,13 +372,7 @@ impl Builder {
                 let parts = children.iter().map(|c| self.matcher(c, field)).collect();
                 Formula::all(parts)
             }
-            CompiledMatcher::CaseInsensitiveGroup { children, mode } => {
-                let parts = children.iter().map(|c| self.matcher(c, field)).collect();
-                match mode {
-                    GroupMode::Any => Formula::any(parts),
-                    GroupMode::All => Formula::all(parts),
-                }
-            }
+            CompiledMatcher::CaseInsensitiveGroup { .. } => self.lowered_group(m, field),
             // Numbers, addresses, field references, timestamps and
             // expansions: no literal, but rsigma's matcher itself decides,
             // once per event whichever rules share it.
@@ -393,6 +387,60 @@ impl Builder {
             | CompiledMatcher::Expand { .. }
             | CompiledMatcher::TimestampPart { .. } => self.item_atom(m, field),
             // A negation implies nothing.
+            _ => Formula::True,
+        }
+    }
+
+    /// A `CaseInsensitiveGroup` or one of its children: they see the value
+    /// lowercased, so a regex among them gives its literals only (they
+    /// occur in the lowercased value, which is what the gate compares),
+    /// never an atom that would run the regex on the value as it is. Its
+    /// other children are case-insensitive string matchers (rsigma's
+    /// invariant), whose atoms compare the folded value already.
+    fn lowered_group(&mut self, m: &CompiledMatcher, field: Option<&str>) -> Formula {
+        match m {
+            CompiledMatcher::Regex(re) => self.regex(re.as_str(), field),
+            CompiledMatcher::RegexSetMatch { set, mode } => {
+                let parts = set
+                    .patterns()
+                    .iter()
+                    .map(|p| self.regex(p, field))
+                    .collect();
+                match mode {
+                    GroupMode::Any => Formula::any(parts),
+                    GroupMode::All => Formula::all(parts),
+                }
+            }
+            CompiledMatcher::AnyOf(children) => {
+                let parts = children
+                    .iter()
+                    .map(|c| self.lowered_group(c, field))
+                    .collect();
+                Formula::any(parts)
+            }
+            CompiledMatcher::AllOf(children) => {
+                let parts = children
+                    .iter()
+                    .map(|c| self.lowered_group(c, field))
+                    .collect();
+                Formula::all(parts)
+            }
+            CompiledMatcher::CaseInsensitiveGroup { children, mode } => {
+                let parts = children
+                    .iter()
+                    .map(|c| self.lowered_group(c, field))
+                    .collect();
+                match mode {
+                    GroupMode::Any => Formula::any(parts),
+                    GroupMode::All => Formula::all(parts),
+                }
+            }
+            CompiledMatcher::Exact { .. }
+            | CompiledMatcher::Contains { .. }
+            | CompiledMatcher::StartsWith { .. }
+            | CompiledMatcher::EndsWith { .. }
+            | CompiledMatcher::AhoCorasickSet { .. } => self.matcher(m, field),
+            // A negation, or anything outside rsigma's invariant.
             _ => Formula::True,
         }
     }
@@ -1195,6 +1243,20 @@ mod tests {
             json!({"CommandLine": "rapport été", "Image": "c:\\dossier\\Ärger\\x.exe"}),
         );
         assert_eq!((cand, hit), (vec![0], vec![0]));
+    }
+
+    #[test]
+    fn a_regex_in_a_case_insensitive_group_sees_the_lowered_value() {
+        // `i*x` becomes a `(?i)` regex, grouped with the plain `zzz` in one
+        // case-insensitive group that lowers the value first: `İ` lowers
+        // to `i` and a combining dot, which the regex then matches, where
+        // it would not match `İ` itself.
+        let r = rule(
+            "    sel:\n        CommandLine|contains:\n            - 'i*x'\n            - 'zzz'\n    condition: sel\n",
+        );
+        let (cand, hit) = gated(&r, json!({"CommandLine": "İ x"}));
+        assert_eq!(hit, vec![0], "rsigma matches the lowered value");
+        assert_eq!(cand, vec![0]);
     }
 
     #[test]
