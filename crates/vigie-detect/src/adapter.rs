@@ -34,9 +34,9 @@ pub(crate) struct SigmaView<'a> {
     referenced: std::cell::Cell<bool>,
     /// The reference a correlation window keeps ([`crate::kept`]).
     reference: u64,
-    /// The record's fields by name. rsigma looks a record's fields up many
-    /// times (its candidate index, then each detection item of each
-    /// candidate rule); `serde_json::Map` hashes with SipHash, this with
+    /// The record's fields by name. A record's fields are looked up many
+    /// times (the rule gate, then each detection item of each rule it
+    /// lets through); `serde_json::Map` hashes with SipHash, this with
     /// aHash (randomly keyed too: field names come from the input).
     index: FieldIndex<'a>,
     /// A record field's value lowercased, by its position in the record,
@@ -183,32 +183,6 @@ impl SigmaEvent for SigmaView<'_> {
         let mut m = Map::with_capacity(1);
         m.insert("id".into(), Value::from(self.reference));
         Value::Object(m)
-    }
-
-    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
-        // Lets rsigma's candidate index probe only the fields a record has.
-        // Typed events answer many names (Sigma and ECS), so they say "unknown".
-        match self.record {
-            Some(map) => {
-                // Rewritten rules read some fields under their alias name
-                // (crate::lowered): the index knows those by the alias.
-                let mut alias = String::with_capacity(128);
-                for key in map.keys() {
-                    visit(key);
-                    alias.clear();
-                    alias.push_str(key);
-                    alias.push_str(lowered::SUFFIX);
-                    visit(&alias);
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
-        self.record
-            .map(|map| map.keys().map(|k| Cow::Borrowed(k.as_str())).collect())
     }
 }
 

@@ -129,7 +129,8 @@ impl Group {
 /// The rules as rsigma's filters rewrite them (their detections added,
 /// each condition and-ed with the filter's). rsigma applies filters only
 /// inside an engine, which then builds its own candidate index: that index
-/// (about 130 MB of automata for SigmaHQ's Windows rules) would go unused
+/// (about 130 MB of automata for SigmaHQ's Windows rules, by an earlier
+/// measurement in docs/vigie-detect.md) would go unused
 /// beside the gate, so an engine is made only for a group with filters,
 /// and dropped once it has given the rules back.
 fn with_filters(rules: Vec<CompiledRule>, filters: &[Arc<FilterRule>]) -> Vec<CompiledRule> {
@@ -296,14 +297,14 @@ impl Engine {
         });
     }
 
-    /// Seconds spent so far building rule indexes on first use (they are
+    /// Seconds spent so far preparing rule groups on first use (they are
     /// not built by [`Engine::load`]; see [`Engine::prepare_all`]).
     pub fn index_build_seconds(&self) -> f64 {
         self.detector.shared.build_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Rule groups (one per distinct logsource) and how many of them have
-    /// had their index built.
+    /// been prepared (their gate built).
     pub fn groups_built(&self) -> (usize, usize) {
         let groups = &self.detector.shared.groups;
         let built = groups.iter().filter(|g| g.prepared.get().is_some()).count();

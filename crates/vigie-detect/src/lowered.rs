@@ -111,7 +111,7 @@ fn case_insensitive_string(m: &CompiledMatcher) -> bool {
 /// The plain string matchers of a [`lowerable`] matcher compare as they are:
 /// their pattern is stored lowercased and the value will be too. A pattern
 /// that is not ASCII stays case-insensitive (lowering it again is a no-op),
-/// so the candidate index still gets it as a needle.
+/// so the rule gate (crate::gate) still gets it as a literal.
 fn to_case_sensitive(m: &mut CompiledMatcher) {
     match m {
         CompiledMatcher::Exact {
