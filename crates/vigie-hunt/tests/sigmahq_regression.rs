@@ -105,9 +105,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// How many times each rule fired over the file.
-fn hunt(path: &Path) -> BTreeMap<String, usize> {
-    let file = input::InputFile {
+/// A sample file, read as its extension says.
+fn input_file(path: &Path) -> input::InputFile {
+    input::InputFile {
         path: path.to_path_buf(),
         kind: if path.extension().is_some_and(|e| e == "evtx") {
             InputKind::Evtx
@@ -115,7 +115,12 @@ fn hunt(path: &Path) -> BTreeMap<String, usize> {
             InputKind::Json
         },
         size: 0,
-    };
+    }
+}
+
+/// How many times each rule fired over the file.
+fn hunt(path: &Path) -> BTreeMap<String, usize> {
+    let file = input_file(path);
     let mut detector = engine().detector();
     let mut hits = BTreeMap::new();
     for record in input::read(&file, vigie_detect::windows_logsource) {
@@ -208,15 +213,7 @@ fn the_rule_gate_hides_no_match() {
     let mut fired = 0;
     for case in cases() {
         for path in [case.evtx.clone(), case.evtx.with_extension("json")] {
-            let file = input::InputFile {
-                kind: if path.extension().is_some_and(|e| e == "evtx") {
-                    InputKind::Evtx
-                } else {
-                    InputKind::Json
-                },
-                path: path.clone(),
-                size: 0,
-            };
+            let file = input_file(&path);
             let mut gated = engine().detector();
             let mut every = engine().detector();
             every.set_gate(false);
