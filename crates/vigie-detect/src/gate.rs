@@ -165,6 +165,14 @@ impl Formula {
     }
 }
 
+/// A group of matchers combined as its mode says.
+fn by_mode(mode: &GroupMode, parts: Vec<Formula>) -> Formula {
+    match mode {
+        GroupMode::Any => Formula::any(parts),
+        GroupMode::All => Formula::all(parts),
+    }
+}
+
 /// Drops repeated atoms of one `All`/`Any` (hash lists repeat literals),
 /// keeping the first of each.
 fn dedup_atoms(parts: &mut Vec<Formula>) {
@@ -276,7 +284,7 @@ impl Builder {
                 let parts = subs.iter().map(|s| self.detection(s)).collect();
                 Formula::all(parts)
             }
-            CompiledDetection::Keywords(m) => self.matcher(m, None),
+            CompiledDetection::Keywords(m) => self.matcher(m, None, false),
             CompiledDetection::ArrayMatch {
                 field, quantifier, ..
             } => {
@@ -296,7 +304,7 @@ impl Builder {
 
     fn item(&mut self, item: &CompiledDetectionItem) -> Formula {
         let Some(field) = item.field.as_deref() else {
-            return self.matcher(&item.matcher, None);
+            return self.matcher(&item.matcher, None, false);
         };
         match item.exists {
             Some(false) => return Formula::True,
@@ -307,14 +315,20 @@ impl Builder {
         if matches!(item.matcher, CompiledMatcher::Null) {
             return Formula::True;
         }
-        match self.matcher(&item.matcher, Some(field)) {
+        match self.matcher(&item.matcher, Some(field), false) {
             Formula::True => self.atom(Atom::Present(field.to_string())),
             f => f,
         }
     }
 
     /// `field`: `None` in keyword scope (any string of the event).
-    fn matcher(&mut self, m: &CompiledMatcher, field: Option<&str>) -> Formula {
+    /// `lowered`: inside a `CaseInsensitiveGroup`, whose children see the
+    /// value lowercased: a regex there gives its literals only (they occur
+    /// in the lowercased value, which is what the gate compares), never an
+    /// atom that would run it on the value as it is. The group's other
+    /// children are case-insensitive string matchers (rsigma's invariant),
+    /// whose atoms compare the folded value anyway.
+    fn matcher(&mut self, m: &CompiledMatcher, field: Option<&str>, lowered: bool) -> Formula {
         match m {
             CompiledMatcher::Exact {
                 value,
@@ -350,7 +364,7 @@ impl Builder {
             }
             CompiledMatcher::Regex(re) => {
                 let literals = self.regex(re.as_str(), field);
-                Formula::all(vec![literals, self.item_atom(m, field)])
+                self.with_item_atom(literals, m, field, lowered)
             }
             CompiledMatcher::RegexSetMatch { set, mode } => {
                 let parts = set
@@ -358,24 +372,22 @@ impl Builder {
                     .iter()
                     .map(|p| self.regex(p, field))
                     .collect();
-                let literals = match mode {
-                    GroupMode::Any => Formula::any(parts),
-                    GroupMode::All => Formula::all(parts),
-                };
-                Formula::all(vec![literals, self.item_atom(m, field)])
+                let literals = by_mode(mode, parts);
+                self.with_item_atom(literals, m, field, lowered)
             }
             CompiledMatcher::AnyOf(children) => {
-                let parts = children.iter().map(|c| self.matcher(c, field)).collect();
-                Formula::any(parts)
+                Formula::any(self.matchers(children, field, lowered))
             }
             CompiledMatcher::AllOf(children) => {
-                let parts = children.iter().map(|c| self.matcher(c, field)).collect();
-                Formula::all(parts)
+                Formula::all(self.matchers(children, field, lowered))
             }
-            CompiledMatcher::CaseInsensitiveGroup { .. } => self.lowered_group(m, field),
+            CompiledMatcher::CaseInsensitiveGroup { children, mode } => {
+                by_mode(mode, self.matchers(children, field, true))
+            }
             // Numbers, addresses, field references, timestamps and
             // expansions: no literal, but rsigma's matcher itself decides,
-            // once per event whichever rules share it.
+            // once per event whichever rules share it (never inside a
+            // group: rsigma's invariant keeps them out).
             CompiledMatcher::NumericEq(_)
             | CompiledMatcher::NumericGt(_)
             | CompiledMatcher::NumericGte(_)
@@ -385,64 +397,39 @@ impl Builder {
             | CompiledMatcher::Cidr(_)
             | CompiledMatcher::FieldRef { .. }
             | CompiledMatcher::Expand { .. }
-            | CompiledMatcher::TimestampPart { .. } => self.item_atom(m, field),
+            | CompiledMatcher::TimestampPart { .. } => {
+                self.with_item_atom(Formula::True, m, field, lowered)
+            }
             // A negation implies nothing.
             _ => Formula::True,
         }
     }
 
-    /// A `CaseInsensitiveGroup` or one of its children: they see the value
-    /// lowercased, so a regex among them gives its literals only (they
-    /// occur in the lowercased value, which is what the gate compares),
-    /// never an atom that would run the regex on the value as it is. Its
-    /// other children are case-insensitive string matchers (rsigma's
-    /// invariant), whose atoms compare the folded value already.
-    fn lowered_group(&mut self, m: &CompiledMatcher, field: Option<&str>) -> Formula {
-        match m {
-            CompiledMatcher::Regex(re) => self.regex(re.as_str(), field),
-            CompiledMatcher::RegexSetMatch { set, mode } => {
-                let parts = set
-                    .patterns()
-                    .iter()
-                    .map(|p| self.regex(p, field))
-                    .collect();
-                match mode {
-                    GroupMode::Any => Formula::any(parts),
-                    GroupMode::All => Formula::all(parts),
-                }
-            }
-            CompiledMatcher::AnyOf(children) => {
-                let parts = children
-                    .iter()
-                    .map(|c| self.lowered_group(c, field))
-                    .collect();
-                Formula::any(parts)
-            }
-            CompiledMatcher::AllOf(children) => {
-                let parts = children
-                    .iter()
-                    .map(|c| self.lowered_group(c, field))
-                    .collect();
-                Formula::all(parts)
-            }
-            CompiledMatcher::CaseInsensitiveGroup { children, mode } => {
-                let parts = children
-                    .iter()
-                    .map(|c| self.lowered_group(c, field))
-                    .collect();
-                match mode {
-                    GroupMode::Any => Formula::any(parts),
-                    GroupMode::All => Formula::all(parts),
-                }
-            }
-            CompiledMatcher::Exact { .. }
-            | CompiledMatcher::Contains { .. }
-            | CompiledMatcher::StartsWith { .. }
-            | CompiledMatcher::EndsWith { .. }
-            | CompiledMatcher::AhoCorasickSet { .. } => self.matcher(m, field),
-            // A negation, or anything outside rsigma's invariant.
-            _ => Formula::True,
+    fn matchers(
+        &mut self,
+        children: &[CompiledMatcher],
+        field: Option<&str>,
+        lowered: bool,
+    ) -> Vec<Formula> {
+        children
+            .iter()
+            .map(|c| self.matcher(c, field, lowered))
+            .collect()
+    }
+
+    /// `f` and the item atom of `m`, unless `m` sees a lowered value.
+    fn with_item_atom(
+        &mut self,
+        f: Formula,
+        m: &CompiledMatcher,
+        field: Option<&str>,
+        lowered: bool,
+    ) -> Formula {
+        if lowered {
+            return f;
         }
+        let item = self.item_atom(m, field);
+        Formula::all(vec![f, item])
     }
 
     /// rsigma's matcher `m` on `field`, as an atom (with the field's
